@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests that need ``../shared/data`` skip with a reason when it is missing,
+but fail under ``CI=true`` so a broken CI checkout never passes silently."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hrnet_train.paths import shared_data_dir
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    message = f"shared data not found at {path} (set HRNET_SHARED_DATA or place ../shared/data)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " -- required under CI=true")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the shared real data; skip (or fail under CI) when absent."""
+    return _require(shared_data_dir())
+
+
+@pytest.fixture(scope="session")
+def coco_mini(shared_data: Path) -> Path:
+    return _require(shared_data / "coco_mini")
+
+
+@pytest.fixture(scope="session")
+def coco_tiny(shared_data: Path) -> Path:
+    return _require(shared_data / "coco_tiny")
+
+
+@pytest.fixture(scope="session")
+def lspet_dir(shared_data: Path) -> Path:
+    return _require(shared_data / "lspet")
