@@ -1,0 +1,142 @@
+"""The heatmap codec interface: how keypoints become training targets and heatmaps become keypoints.
+
+A codec owns one pixel convention end to end (crop transform, target encoding, peak decoding, flip
+alignment, mapping back to the image), so datasets, models and evaluation never mix conventions;
+mixing them is what costs AP (spec section 9). Codecs are plain numpy and framework-free except
+``flip_back``, which also accepts torch tensors because flip test runs on model outputs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is only needed by callers that pass tensors
+    import torch
+
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
+
+
+class HeatmapCodec(ABC):
+    """Common state and the flip/argmax helpers shared by all codecs.
+
+    ``input_size`` and ``heatmap_size`` are (height, width); ``stride`` is input/heatmap (4 for HRNet).
+    ``channels_per_joint`` is 1 for plain heatmaps (3 for UDP's combined heatmap + offsets).
+    """
+
+    name: str = "base"
+    channels_per_joint: int = 1
+
+    def __init__(self, input_size: tuple[int, int], sigma: float = 2.0, stride: int = 4, flip_shift: bool = False):
+        height, width = (int(v) for v in input_size)
+        if height % stride or width % stride:
+            raise ValueError(f"codec {self.name}: input_size {height}x{width} must be divisible by stride {stride}")
+        if sigma <= 0:
+            raise ValueError(f"codec {self.name}: sigma must be > 0, got {sigma}")
+        self.input_size = (height, width)
+        self.heatmap_size = (height // stride, width // stride)
+        self.stride = stride
+        self.sigma = float(sigma)
+        self.flip_shift = bool(flip_shift)
+
+    def __repr__(self) -> str:
+        h, w = self.input_size
+        return f"{type(self).__name__}(input_size={h}x{w}, sigma={self.sigma}, flip_shift={self.flip_shift})"
+
+    @abstractmethod
+    def crop_transform(self, center: np.ndarray, scale: np.ndarray, rot: float = 0.0, inv: bool = False) -> np.ndarray:
+        """Image -> input-crop affine (2x3 float64; ``inv``: crop -> image) in this codec's convention."""
+
+    @abstractmethod
+    def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """joints (J, 2) in input-crop pixels, visible (J,) in {0, 1} -> target (C*J, h, w) float32,
+        target_weight (J,) float32 (0 for invisible joints and joints too far outside the map)."""
+
+    @abstractmethod
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C*J, h, w) -> coords (N, J, 2) float64 in heatmap pixels, maxvals (N, J) float32."""
+
+    @abstractmethod
+    def to_image(self, coords: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """Heatmap-pixel coords (N, J, 2) + per-instance center (N, 2), scale (N, 2) -> image pixels (N, J, 2)."""
+
+    def flip_back(self, heatmaps: ArrayT, flip_index: np.ndarray) -> ArrayT:
+        """Align maps predicted on a horizontally flipped crop with the unflipped crop.
+
+        Reverses columns, swaps left/right channels (channel k takes joint ``flip_index[k]``) and,
+        when ``flip_shift``, moves the maps one pixel right (column k takes column k-1, column 0
+        keeps its value; the reference SHIFT_HEATMAP). Works on (N, C*J, h, w) numpy or torch.
+        """
+        channels = self._flip_channels(np.asarray(flip_index))
+        flipped = _take_channels(_reverse_columns(heatmaps), channels)
+        flipped = self._fix_flipped_channels(flipped)
+        if self.flip_shift:
+            flipped[..., 1:] = _copy(flipped[..., :-1])
+        return flipped
+
+    def _flip_channels(self, flip_index: np.ndarray) -> np.ndarray:
+        """Channel permutation for ``channels_per_joint`` channels per joint, laid out joint-major."""
+        per = self.channels_per_joint
+        return (flip_index[:, None] * per + np.arange(per)[None, :]).reshape(-1)
+
+    def _fix_flipped_channels(self, flipped: ArrayT) -> ArrayT:
+        """Hook for channels whose values change under a flip (UDP x-offsets); identity by default."""
+        return flipped
+
+
+def argmax_peaks(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference ``get_max_preds`` vectorised: integer peak (x = idx mod w, y = idx // w), its value, and
+    a mask of maps whose peak is > 0 (coords of the others are set to 0, as in the reference).
+
+    Returns coords (N, J, 2) float64, maxvals (N, J) float32, positive (N, J) bool.
+    """
+    if heatmaps.ndim != 4:
+        raise ValueError(f"decode: expected heatmaps of shape (N, J, h, w), got {heatmaps.shape}")
+    n, j, h, w = heatmaps.shape
+    flat = heatmaps.reshape(n, j, h * w)
+    index = np.argmax(flat, axis=2)
+    maxvals = np.take_along_axis(flat, index[..., None], axis=2)[..., 0].astype(np.float32)
+    positive = maxvals > 0
+    coords = np.stack([index % w, index // w], axis=-1).astype(np.float64)
+    coords[~positive] = 0.0
+    return coords, maxvals, positive
+
+
+def _reverse_columns(heatmaps: ArrayT) -> ArrayT:
+    if isinstance(heatmaps, np.ndarray):
+        return heatmaps[..., ::-1]
+    return heatmaps.flip(-1)
+
+
+def _take_channels(heatmaps: ArrayT, channels: np.ndarray) -> ArrayT:
+    if isinstance(heatmaps, np.ndarray):
+        return heatmaps[:, channels].copy()
+    import torch
+
+    return heatmaps[:, torch.as_tensor(channels, device=heatmaps.device)].clone()
+
+
+def _copy(values: ArrayT) -> ArrayT:
+    return values.copy() if isinstance(values, np.ndarray) else values.clone()
+
+
+def coords_to_image(coords: np.ndarray, centers: np.ndarray, scales: np.ndarray, inverse_transform) -> np.ndarray:
+    """Map (N, J, 2) heatmap coords to the image with ``inverse_transform(center, scale) -> 2x3`` per instance.
+
+    One small matrix per instance (not per joint); the points themselves are mapped vectorised.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    scales = np.asarray(scales, dtype=np.float64).reshape(-1, 2)
+    if coords.ndim != 3 or coords.shape[-1] != 2 or len(coords) != len(centers) or len(coords) != len(scales):
+        raise ValueError(
+            f"to_image: expected coords (N, J, 2), centers (N, 2), scales (N, 2); got {coords.shape}, "
+            f"{centers.shape}, {scales.shape}"
+        )
+    matrices = np.stack([inverse_transform(c, s) for c, s in zip(centers, scales)]) if len(coords) else np.zeros((0, 2, 3))
+    x, y = coords[..., 0], coords[..., 1]
+    out_x = matrices[:, 0, 0, None] * x + matrices[:, 0, 1, None] * y + matrices[:, 0, 2, None]
+    out_y = matrices[:, 1, 0, None] * x + matrices[:, 1, 1, None] * y + matrices[:, 1, 2, None]
+    return np.stack([out_x, out_y], axis=-1)
