@@ -1,0 +1,246 @@
+"""Parameters, MACs/FLOPs and CPU latency of the model zoo, with the counting convention stated.
+
+Three numbers, because "GFLOPs" in pose papers is ambiguous:
+
+* ``paper_gmacs`` -- the official counter (``get_model_summary``, spec 2.3): for every conv,
+  ``weight.numel() x output spatial size`` (Linear: ``weight.numel()`` per sample), summed and
+  divided by ``2**30``. These are multiply-accumulates, not FLOPs, in binary giga units; bias, BN,
+  ReLU, upsampling and additions are not counted. For ``ConvTranspose2d`` the formula multiplies
+  by the OUTPUT size, which overcounts a stride-2 deconvolution 4x (this is why PoseResNet looks
+  more expensive than it is). The official README's "GFLOPs" column is this number.
+* ``true_gmacs`` -- the same layers counted correctly (transposed convs by their INPUT size), in
+  1e9 units.
+* ``gflops`` -- ``2 x true_gmacs`` (one multiply + one add per MAC).
+
+Reproduced official table (paper GMACs; the README's values in brackets):
+HRNet-W32 28.5M, 7.12 [7.1] at 256x192, 16.02 [16.0] at 384x288; HRNet-W48 63.6M, 14.61 [14.6],
+32.88 [32.9]; pose_resnet_50/101/152 34.0M/53.0M/68.6M, 8.99/12.38/15.76 at 256x192 [README
+8.9/12.4/15.7: two truncated, one rounded] and 20.23/27.85/35.47 at 384x288 [README 20.0/27.9/35.3,
+which are the 256x192 values x 2.25 rather than a count at 384x288].
+
+CLI (``key=value`` arguments)::
+
+    python -m hrnet_train.complexity model=hrnet_w32 input_size=256x192
+    python -m hrnet_train.complexity --all                 # every variant at 256x192 and 384x288
+    python -m hrnet_train.complexity model=hrnet_tiny latency=true batch_sizes=1,8
+    python -m hrnet_train.complexity model=hrnet_w32 head=v2 spec.stage3.num_modules=2
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from hrnet_train.models import create_model, list_models
+from hrnet_train.sizes import format_size, parse_size
+
+DEFAULT_INPUT_SIZES = ((256, 192), (384, 288))
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
+    """``(paper_macs, true_macs)`` per image for one forward pass of a ``[1, 3, H, W]`` input.
+
+    Runs on the model's device; build the model under ``torch.device("meta")`` to count without
+    computing anything.
+    """
+    paper = 0
+    true = 0
+
+    def hook(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        nonlocal paper, true
+        weight_numel = module.weight.numel()
+        if isinstance(module, nn.Linear):
+            per_sample = output.numel() // output.shape[0] * module.in_features
+            paper += weight_numel
+            true += per_sample
+            return
+        out_spatial = output.shape[2:].numel()
+        paper += weight_numel * out_spatial
+        if isinstance(module, nn.modules.conv._ConvTransposeNd):
+            # each input pixel is multiplied by the whole (in, out/groups, k, k) kernel once
+            true += weight_numel * inputs[0].shape[2:].numel()
+        else:
+            true += weight_numel * out_spatial
+
+    counted = (nn.modules.conv._ConvNd, nn.Linear)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
+    was_training = model.training
+    device = next(model.parameters()).device
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *input_size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return paper, true
+
+
+def complexity_report(model: nn.Module, input_size: tuple[int, int] = (256, 192)) -> dict[str, Any]:
+    """Params and MACs of ``model`` at ``input_size`` (height, width); see the module docstring."""
+    paper, true = count_macs(model, input_size)
+    return {
+        "input_size": format_size(input_size),
+        "params": sum(p.numel() for p in model.parameters()),
+        "paper_gmacs": paper / 2**30,
+        "true_gmacs": true / 1e9,
+        "gflops": 2 * true / 1e9,
+    }
+
+
+def measure_latency(
+    model: nn.Module,
+    input_size: tuple[int, int] = (256, 192),
+    batch_sizes: Sequence[int] = (1, 32),
+    warmup: int = 2,
+    repeats: int = 5,
+) -> dict[int, float]:
+    """Median wall time in milliseconds of one eval-mode forward pass per batch size, on the
+    model's device (CPU unless moved). Uses the threads torch is configured with."""
+    device = next(model.parameters()).device
+    if device.type == "meta":
+        raise ValueError("measure_latency: the model is on the meta device; build it on a real device")
+    was_training = model.training
+    model.eval()
+    results: dict[int, float] = {}
+    try:
+        with torch.inference_mode():
+            for batch in batch_sizes:
+                x = torch.randn(batch, 3, *input_size, device=device)
+                for _ in range(warmup):
+                    model(x)
+                times = []
+                for _ in range(repeats):
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    start = time.perf_counter()
+                    model(x)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    times.append((time.perf_counter() - start) * 1000)
+                results[batch] = statistics.median(times)
+    finally:
+        model.train(was_training)
+    return results
+
+
+def complexity_table(
+    names: Iterable[str],
+    input_sizes: Iterable[tuple[int, int]] = DEFAULT_INPUT_SIZES,
+    head: str = "v1",
+    spec_overrides: dict[str, Any] | None = None,
+    latency_batch_sizes: Sequence[int] = (),
+    warmup: int = 2,
+    repeats: int = 5,
+) -> str:
+    """Markdown table, one row per (model, input size). Counting happens on the meta device;
+    a real model is built only when latency columns are requested."""
+    sizes = list(input_sizes)
+    header = ["model", "input", "params (M)", "paper GMACs (conv, /2^30)", "true GMACs (1e9)", "GFLOPs (2xMAC)"]
+    header += [f"CPU ms b{b}" for b in latency_batch_sizes]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        kwargs: dict[str, Any] = {"head": head} if head != "v1" else {}
+        if spec_overrides:
+            kwargs["spec"] = spec_overrides
+        with torch.device("meta"):
+            meta_model = create_model(name, **kwargs)
+        real_model = create_model(name, **kwargs) if latency_batch_sizes else None
+        for size in sizes:
+            report = complexity_report(meta_model, size)
+            row = [
+                name,
+                report["input_size"],
+                f"{report['params'] / 1e6:.2f}",
+                f"{report['paper_gmacs']:.2f}",
+                f"{report['true_gmacs']:.2f}",
+                f"{report['gflops']:.2f}",
+            ]
+            if real_model is not None:
+                latency = measure_latency(real_model, size, latency_batch_sizes, warmup, repeats)
+                row += [f"{latency[b]:.1f}" for b in latency_batch_sizes]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _parse_bool(value: str, field: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{field}: expected true or false, got {value!r}")
+
+
+def _parse_scalar(value: str) -> Any:
+    """CLI value for a spec override: int, list of ints ``[2,2]`` / ``2,2``, or a string."""
+    text = value.strip().strip("[]")
+    parts = [p.strip() for p in text.split(",")]
+    if all(p.lstrip("-").isdigit() for p in parts if p) and text:
+        numbers = [int(p) for p in parts]
+        return numbers if ("," in value or value.strip().startswith("[")) else numbers[0]
+    return value
+
+
+def parse_args(argv: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` arguments (see the module docstring) -> options for :func:`complexity_table`."""
+    options: dict[str, Any] = {"names": None, "input_sizes": None, "head": "v1", "spec_overrides": {}}
+    latency = False
+    batch_sizes: list[int] = [1, 32]
+    for arg in argv:
+        if arg in ("--all", "all"):
+            options["names"] = list_models()
+            continue
+        if arg in ("-h", "--help"):
+            raise SystemExit(__doc__)
+        if "=" not in arg:
+            raise ValueError(f"argument {arg!r}: expected key=value (e.g. model=hrnet_w32) or --all")
+        key, value = arg.split("=", 1)
+        key = key.lstrip("-+")
+        if key == "model":
+            options["names"] = list_models() if value == "all" else value.split(",")
+        elif key == "input_size":
+            options["input_sizes"] = [parse_size(s, "input_size") for s in value.split(",")]
+        elif key == "head":
+            options["head"] = value
+        elif key == "latency":
+            latency = _parse_bool(value, "latency")
+        elif key == "batch_sizes":
+            batch_sizes = [int(b) for b in value.split(",")]
+        elif key in ("warmup", "repeats"):
+            options[key] = int(value)
+        elif key.startswith("spec."):
+            node = options["spec_overrides"]
+            *parents, leaf = key.split(".")[1:]
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = _parse_scalar(value)
+        else:
+            raise ValueError(
+                f"argument {key!r}: unknown (expected model, input_size, head, latency, batch_sizes, warmup, repeats, spec.*)"
+            )
+    if options["names"] is None:
+        raise ValueError("model: give model=<name>, model=all or --all (registered: " + ", ".join(list_models()) + ")")
+    if options["input_sizes"] is None:
+        options["input_sizes"] = list(DEFAULT_INPUT_SIZES)
+    options["latency_batch_sizes"] = batch_sizes if latency else []
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    print(complexity_table(**options))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as error:  # bad arguments or spec: one readable line, not a traceback
+        raise SystemExit(f"error: {error}") from None
