@@ -1,0 +1,199 @@
+"""Training augmentation of the official top-down pipeline (spec 3.4 steps 2-5) plus optional extras.
+
+The geometric part only *samples parameters* (center, scale, rotation, flip): the dataset then builds
+one affine crop from them, so the same draws drive our pipeline and the reference re-implementation in
+``benchmarks/data_pipeline.py``. Random numbers come from one numpy ``Generator`` passed in, drawn in the
+reference order (half-body, scale, rotation, flip) so a seed reproduces a sample exactly.
+
+Optional photometric and occlusion augmentation (albumentations) act on the uint8 crop after the warp;
+they are off by default because the official recipe has none.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from hrnet_train.data.keypoints import KeypointSet
+
+PIXEL_STD = 200.0  # reference box unit (spec 3.2)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation factors; defaults are the HRNet COCO yaml values (spec 3.4, 5.2)."""
+
+    scale_factor: float = 0.35  # s *= clip(N(0,1)*f + 1, 1-f, 1+f)
+    rot_factor: float = 45.0  # r = clip(N(0,1)*f, -2f, 2f) degrees
+    prob_rotation: float = 0.6  # reference: random.random() <= 0.6
+    flip: bool = True
+    prob_flip: float = 0.5  # reference: random.random() <= 0.5
+    prob_half_body: float = 0.3
+    num_joints_half_body: int = 8  # half-body only when MORE than this many joints are labelled
+    half_body_padding: float = 1.5
+    # Reference picks the upper body when randn() < 0.5 (P ~ 0.69, spec 9.4); True makes it 50/50.
+    half_body_fair_choice: bool = False
+    # Photometric (albumentations, on the crop): brightness/contrast/hue jitter and Gaussian blur.
+    photometric: bool = False
+    brightness: float = 0.2
+    contrast: float = 0.2
+    hue: float = 0.02  # fraction of the hue circle
+    prob_color: float = 0.5
+    prob_blur: float = 0.1
+    # Occlusion (albumentations CoarseDropout on the crop): up to max_holes black rectangles.
+    occlusion: bool = False
+    prob_occlusion: float = 0.3
+    max_holes: int = 3
+    max_hole_fraction: float = 0.25  # hole side as a fraction of the crop side
+
+    def __post_init__(self) -> None:
+        for name in ("scale_factor", "rot_factor", "half_body_padding", "brightness", "contrast", "hue"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"AugmentConfig.{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("prob_rotation", "prob_flip", "prob_half_body", "prob_color", "prob_blur", "prob_occlusion"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"AugmentConfig.{name}: expected a probability in [0, 1], got {value}")
+        if self.scale_factor >= 1.0:
+            raise ValueError(f"AugmentConfig.scale_factor: must be < 1 (scale must stay positive), got {self.scale_factor}")
+        if self.max_holes < 1 or not 0.0 < self.max_hole_fraction <= 1.0:
+            raise ValueError(
+                f"AugmentConfig: max_holes must be >= 1 and max_hole_fraction in (0, 1], "
+                f"got {self.max_holes}, {self.max_hole_fraction}"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> AugmentConfig:
+        """Build from a config mapping (Hydra node or dict); unknown keys are an error, not ignored."""
+        if values is None:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One sample's geometric augmentation: crop box (before flip), rotation in degrees, flip."""
+
+    center: np.ndarray
+    scale: np.ndarray
+    rotation: float
+    flip: bool
+
+
+def half_body_box(
+    joints: np.ndarray,
+    visible: np.ndarray,
+    keypoints: KeypointSet,
+    aspect_ratio: float,
+    padding: float,
+    choose_upper: bool,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Reference ``half_body_transform``: a box around the labelled upper or lower body joints.
+
+    Joints outside ``upper_body_ids`` count as lower body (as in the reference). Computed in float32
+    like the reference so the resulting crop matches it bit for bit. None when < 2 joints are selected.
+    """
+    labelled = visible > 0
+    upper_mask = np.zeros(len(joints), dtype=bool)
+    upper_mask[list(keypoints.upper_body_ids)] = True
+    upper = joints[labelled & upper_mask]
+    lower = joints[labelled & ~upper_mask]
+    if choose_upper and len(upper) > 2:
+        selected = upper
+    else:
+        selected = lower if len(lower) > 2 else upper
+    if len(selected) < 2:
+        return None
+    selected = np.asarray(selected[:, :2], dtype=np.float32)
+    center = selected.mean(axis=0)
+    width, height = selected.max(axis=0) - selected.min(axis=0)
+    if width > aspect_ratio * height:
+        height = width / aspect_ratio
+    elif width < aspect_ratio * height:
+        width = height * aspect_ratio
+    scale = np.array([width / PIXEL_STD, height / PIXEL_STD], dtype=np.float32) * padding
+    return center.astype(np.float64), scale.astype(np.float64)
+
+
+def sample_augmentation(
+    rng: np.random.Generator,
+    joints: np.ndarray,
+    visible: np.ndarray,
+    center: np.ndarray,
+    scale: np.ndarray,
+    keypoints: KeypointSet,
+    config: AugmentConfig,
+    aspect_ratio: float,
+) -> AugmentParams:
+    """Draw one sample's half-body / scale / rotation / flip in the reference order (spec 3.4 2-5)."""
+    center = np.array(center, dtype=np.float64)
+    scale = np.array(scale, dtype=np.float64)
+    if int(np.sum(visible > 0)) > config.num_joints_half_body and rng.random() < config.prob_half_body:
+        choose_upper = rng.random() < 0.5 if config.half_body_fair_choice else rng.standard_normal() < 0.5
+        box = half_body_box(joints, visible, keypoints, aspect_ratio, config.half_body_padding, choose_upper)
+        if box is not None:
+            center, scale = box
+    sf, rf = config.scale_factor, config.rot_factor
+    scale = scale * float(np.clip(rng.standard_normal() * sf + 1.0, 1.0 - sf, 1.0 + sf))
+    rotation = 0.0
+    if rng.random() <= config.prob_rotation:
+        rotation = float(np.clip(rng.standard_normal() * rf, -2.0 * rf, 2.0 * rf))
+    flip = bool(config.flip and rng.random() <= config.prob_flip)
+    return AugmentParams(center=center, scale=scale, rotation=rotation, flip=flip)
+
+
+def flip_joints(
+    joints: np.ndarray, visible: np.ndarray, image_width: int, keypoints: KeypointSet
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference ``fliplr_joints``: mirror x (W-1-x), swap left/right, zero unlabelled joints."""
+    flipped = joints.copy()
+    flipped[:, 0] = image_width - 1 - flipped[:, 0]
+    index = keypoints.flip_index
+    flipped_visible = visible[index]
+    flipped = flipped[index] * flipped_visible[:, None]
+    return flipped, flipped_visible
+
+
+def build_crop_augmentation(config: AugmentConfig):  # -> albumentations.Compose | None
+    """The optional photometric/occlusion pipeline on the uint8 crop, or None when both are off.
+
+    Built once per dataset; its randomness is bound to the dataset's Generator by
+    :func:`bind_crop_augmentation_rng`.
+    """
+    if not (config.photometric or config.occlusion):
+        return None
+    import albumentations as A  # imported lazily: only needed when these options are on
+
+    steps = []
+    if config.photometric:
+        steps.append(
+            A.ColorJitter(
+                brightness=config.brightness, contrast=config.contrast, saturation=0.0, hue=config.hue, p=config.prob_color
+            )
+        )
+        steps.append(A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.5, 1.5), p=config.prob_blur))
+    if config.occlusion:
+        steps.append(
+            A.CoarseDropout(
+                num_holes_range=(1, config.max_holes),
+                hole_height_range=(0.05, config.max_hole_fraction),
+                hole_width_range=(0.05, config.max_hole_fraction),
+                fill=0,
+                p=config.prob_occlusion,
+            )
+        )
+    return A.Compose(steps)
+
+
+def bind_crop_augmentation_rng(pipeline: Any, rng: np.random.Generator) -> None:
+    """Make albumentations draw from ``rng`` (and a python Random seeded from it) for reproducibility."""
+    if pipeline is not None:
+        pipeline.set_random_state(rng, random.Random(int(rng.integers(2**63))))

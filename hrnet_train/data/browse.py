@@ -1,0 +1,132 @@
+"""Dataset browser: a PNG grid of augmented training crops with keypoints, skeleton and target heatmaps.
+
+    python -m hrnet_train.data.browse ann_file=ANN.json img_dir=IMAGES keypoints=coco17 out=grid.png \\
+        n=16 seed=0 [input_size=256x192] [codec=legacy] [train=true] [licenses=1,2,4,5] [credits=FILE]
+
+Looking at what the network is fed is the quickest check of a new dataset, keypoint set or augmentation
+setting (flip pairs, half-body halves, heatmap placement). ``licenses`` keeps only images whose COCO
+``license`` id is listed (e.g. to publish a picture), and a credits file lists each image shown with its
+Flickr URL and licence (default: ``out`` with suffix ``.credits.txt``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hrnet_train.codecs import create_codec
+from hrnet_train.data.augment import AugmentConfig
+from hrnet_train.data.coco import IMAGENET_MEAN, IMAGENET_STD, TopDownCocoDataset
+from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.data.lspet import parse_key_values
+from hrnet_train.sizes import parse_size
+
+HEATMAP_ALPHA = 0.45
+JOINT_COLOR = (255, 64, 64)  # RGB
+LIMB_COLOR = (64, 255, 64)
+
+
+def parse_licenses(value: str) -> frozenset[int]:
+    """``"1,2,4,5"`` -> {1, 2, 4, 5}."""
+    try:
+        return frozenset(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"licenses: expected comma-separated licence ids such as '1,2,4,5', got {value!r}") from None
+
+
+def render_sample(sample: dict, keypoints: KeypointSet) -> np.ndarray:
+    """One sample -> uint8 RGB crop with the summed target heatmaps blended in and the joints/limbs drawn."""
+    image = sample["image"].numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+    image = np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    height, width = image.shape[:2]
+    heat = sample["target"].numpy().max(axis=0)
+    heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
+    colored = cv2.applyColorMap(np.clip(heat * 255.0, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+    alpha = (HEATMAP_ALPHA * np.clip(heat, 0.0, 1.0))[:, :, None]
+    canvas = np.ascontiguousarray((image * (1.0 - alpha) + colored * alpha).astype(np.uint8))
+    joints = np.asarray(sample["meta"]["joints"])
+    shown = (joints[:, 2] > 0) & (sample["target_weight"].numpy() > 0)
+    for a, b in keypoints.skeleton:
+        if shown[a] and shown[b]:
+            cv2.line(canvas, tuple(int(round(v)) for v in joints[a, :2]), tuple(int(round(v)) for v in joints[b, :2]), LIMB_COLOR, 1, cv2.LINE_AA)
+    for x, y in joints[shown, :2]:
+        cv2.circle(canvas, (int(round(x)), int(round(y))), 2, JOINT_COLOR, -1, cv2.LINE_AA)
+    return canvas
+
+
+def browse(
+    ann_file: str | Path,
+    img_dir: str | Path,
+    keypoints: str | KeypointSet = "coco17",
+    out: str | Path = "grid.png",
+    n: int = 16,
+    seed: int = 0,
+    input_size: str = "256x192",
+    codec: str = "legacy",
+    train: bool = True,
+    licenses: frozenset[int] | None = None,
+    credits: str | Path | None = None,
+) -> tuple[Path, Path]:
+    """Write the grid PNG and its credits file; returns their paths."""
+    keypoint_set = load_keypoint_set(keypoints)
+    size = parse_size(input_size)
+    dataset = TopDownCocoDataset(
+        ann_file, img_dir, keypoint_set, create_codec(codec, size), train=train, augment=AugmentConfig(), seed=seed
+    )
+    candidates = [
+        i for i, r in enumerate(dataset.records) if licenses is None or dataset.coco.imgs[r.image_id].get("license") in licenses
+    ]
+    if not candidates:
+        raise ValueError(f"{ann_file}: no instance left after the licence filter {sorted(licenses or [])}")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(candidates, size=min(n, len(candidates)), replace=False)
+    tiles = [render_sample(dataset.load_sample(int(i), rng), keypoint_set) for i in chosen]
+    columns = math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / columns)
+    height, width = size
+    grid = np.zeros((rows * height, columns * width, 3), dtype=np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, columns)
+        grid[r * height : (r + 1) * height, c * width : (c + 1) * width] = tile
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), grid[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise OSError(f"could not write {out}")
+    credits_path = Path(credits) if credits is not None else out.with_suffix(".credits.txt")
+    credits_path.write_text(_credits(dataset, [int(i) for i in chosen], ann_file))
+    return out, credits_path
+
+
+def _credits(dataset: TopDownCocoDataset, chosen: list[int], ann_file: str | Path) -> str:
+    licences = {lic["id"]: lic for lic in dataset.coco.dataset.get("licenses", [])}
+    lines = [f"Images shown (tiles left to right, top to bottom) from {Path(ann_file).name}:"]
+    for tile, index in enumerate(chosen):
+        image = dataset.coco.imgs[dataset.records[index].image_id]
+        licence = licences.get(image.get("license"), {})
+        lines.append(
+            f"tile {tile}: image {image['id']} ({image['file_name']}) {image.get('flickr_url', 'no Flickr URL')} "
+            f"licence {image.get('license', '?')}: {licence.get('name', 'unknown')} {licence.get('url', '')}".rstrip()
+        )
+    lines.append("COCO annotations: CC BY 4.0 (cocodataset.org). Each photo keeps its own Flickr licence above.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    allowed = {
+        "ann_file": str, "img_dir": str, "keypoints": str, "out": str, "n": int, "seed": int,
+        "input_size": str, "codec": str, "train": lambda v: v.lower() in ("1", "true", "yes"),
+        "licenses": parse_licenses, "credits": str,
+    }
+    args = parse_key_values(sys.argv[1:] if argv is None else argv, allowed)  # type: ignore[arg-type]
+    if "ann_file" not in args or "img_dir" not in args:
+        raise SystemExit("usage: python -m hrnet_train.data.browse ann_file=... img_dir=... [keypoints=coco17 out=grid.png n=16 seed=0]")
+    out, credits_path = browse(**args)  # type: ignore[arg-type]
+    print(f"wrote {out} and {credits_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,500 @@
+"""COCO-format top-down keypoint dataset: person instances (GT or detector boxes) -> training samples.
+
+The instance database follows the official ``lib/dataset/coco.py`` rules (spec 3.1-3.3) exactly,
+including its quirks (1-px box shrink of ``clean_bbox``, raw detector boxes, v=1 and v=2 both
+"labelled"), because training/evaluation numbers depend on them. Samples follow
+``JointsDataset.__getitem__`` (spec 3.4) with the crop geometry and target encoding delegated to a
+:class:`~hrnet_train.codecs.base.HeatmapCodec`.
+
+Two areas are kept per instance: ``area`` is the annotation's (segmentation) area, what COCOeval uses;
+``padded_area`` = (200 s_w)(200 s_h) is the padded crop-box area the reference feeds to OKS-NMS
+(spec 6.3 / 9.8). ``meta["area"]`` carries the padded area so evaluation reproduces the reference;
+``meta["gt_area"]`` carries the annotation area.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+
+from hrnet_train.data.augment import (
+    AugmentConfig,
+    bind_crop_augmentation_rng,
+    build_crop_augmentation,
+    flip_joints,
+    sample_augmentation,
+)
+from hrnet_train.data.image_io import read_image, reduced_to_full
+from hrnet_train.data.keypoints import KeypointSet
+from hrnet_train.data.transforms import PIXEL_STD, affine_points, box_to_center_scale
+
+log = logging.getLogger(__name__)
+
+PERSON_CATEGORY_ID = 1
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# x/255 then (x - mean)/std folded into one multiply-add per channel (float32, in place).
+_NORM_GAIN = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)
+_NORM_BIAS = (-IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
+
+
+@dataclass
+class InstanceRecord:
+    """One person instance to crop. ``joints`` is (J, 3) [x, y, v] with v in {0, 1} (spec 3.1)."""
+
+    image_id: int
+    image_file: Path
+    center: np.ndarray  # (2,) float64
+    scale: np.ndarray  # (2,) float64, box size / 200 after aspect fix and x1.25
+    joints: np.ndarray  # (J, 3) float64
+    box_score: float  # 1.0 for GT boxes
+    area: float  # annotation area (COCOeval); raw box area w*h for detector boxes
+    bbox: np.ndarray  # (4,) xywh: clean_bbox for GT, raw for detections
+    image_size: tuple[int, int]  # (height, width) from the annotation file
+    annotation_id: int = -1  # -1 for detector boxes
+
+    @property
+    def padded_area(self) -> float:
+        """Reference OKS-NMS area: the padded crop box (200 s_w)(200 s_h)."""
+        return float(np.prod(self.scale * PIXEL_STD))
+
+
+# --------------------------------------------------------------------------- paths and loading
+
+
+def resolve_coco_paths(
+    root: str | Path, split: str, ann_file: str | Path | None = None, img_dir: str | Path | None = None
+) -> tuple[Path, Path]:
+    """Find ``(annotation file, image dir)`` of ``split`` (e.g. "val2017") under ``root``.
+
+    Tries the standard COCO download layout (``root/annotations/person_keypoints_{split}.json`` +
+    ``root/{split}/``) and the official repo's (``root/images/{split}/``). ``ann_file``/``img_dir``
+    override the defaults; relative overrides are looked up under ``root`` first, then as given.
+    Raises FileNotFoundError listing every path tried.
+    """
+    root = Path(root)
+
+    def candidates(override: str | Path | None, defaults: list[Path]) -> list[Path]:
+        if override is None:
+            return defaults
+        override = Path(override)
+        return [override] if override.is_absolute() else [root / override, override]
+
+    ann_tried = candidates(ann_file, [root / "annotations" / f"person_keypoints_{split}.json"])
+    img_tried = candidates(img_dir, [root / "images" / split, root / split])
+    ann = next((p for p in ann_tried if p.is_file()), None)
+    img = next((p for p in img_tried if p.is_dir()), None)
+    problems = []
+    if ann is None:
+        problems.append("annotation file not found; tried: " + ", ".join(str(p) for p in ann_tried))
+    if img is None:
+        problems.append("image directory not found; tried: " + ", ".join(str(p) for p in img_tried))
+    if problems:
+        raise FileNotFoundError(f"COCO split {split!r} under {root}: " + "; ".join(problems))
+    return ann, img  # type: ignore[return-value]
+
+
+def load_coco(ann_file: str | Path) -> COCO:
+    """Load and index a COCO annotation file, checking its structure first (pycocotools does not)."""
+    ann_file = Path(ann_file)
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"annotation file not found: {ann_file}")
+    try:
+        with ann_file.open() as handle:
+            dataset = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{ann_file}: not valid JSON ({error})") from None
+    if not isinstance(dataset, dict):
+        raise ValueError(
+            f"{ann_file}: not a COCO annotation file: expected a JSON object with 'images' and 'annotations', "
+            f"got a JSON {type(dataset).__name__} (a results/detections file?)"
+        )
+    missing = [key for key in ("images", "annotations") if not isinstance(dataset.get(key), list)]
+    if missing:
+        raise ValueError(f"{ann_file}: not a COCO annotation file: missing or non-list key(s) {missing}")
+    for image in dataset["images"]:
+        absent = [k for k in ("id", "file_name", "width", "height") if k not in image]
+        if absent:
+            raise ValueError(f"{ann_file}: image entry {image.get('id', '?')} lacks field(s) {absent}")
+    for ann in dataset["annotations"]:
+        absent = [k for k in ("id", "image_id", "bbox", "category_id") if k not in ann]
+        if absent:
+            raise ValueError(f"{ann_file}: annotation {ann.get('id', '?')} lacks field(s) {absent}")
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        coco.createIndex()
+    return coco
+
+
+def clean_bbox(bbox: Sequence[float], width: int, height: int) -> tuple[float, float, float, float] | None:
+    """Reference box sanitising (spec 3.1): clip to the image with the 1-px shrink; None if empty."""
+    x, y, w, h = (float(v) for v in bbox)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    if x2 >= x1 and y2 >= y1:
+        return x1, y1, x2 - x1, y2 - y1
+    return None
+
+
+def gt_records(
+    coco: COCO,
+    img_dir: str | Path,
+    keypoints: KeypointSet,
+    aspect_ratio: float,
+    ann_file: str | Path = "<annotations>",
+    drop_invalid_boxes: bool = False,
+) -> list[InstanceRecord]:
+    """Ground-truth person instances by the reference rules (spec 3.1-3.2).
+
+    Per image (in ``coco.getImgIds()`` order): non-crowd person annotations whose keypoint list is not
+    all zero, box cleaned by :func:`clean_bbox`, kept when ``area > 0``. A box lying entirely outside
+    its image is an annotation error: raised (naming file, image and annotation id) unless
+    ``drop_invalid_boxes`` (the reference silently drops it).
+    """
+    img_dir = Path(img_dir)
+    expected = 3 * keypoints.num_joints
+    records = []
+    for image_id in coco.getImgIds():
+        image = coco.imgs[image_id]
+        width, height = int(image["width"]), int(image["height"])
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
+            where = f"{ann_file}: image {image_id} annotation {ann['id']}"
+            if ann["category_id"] != PERSON_CATEGORY_ID:
+                continue
+            raw = ann.get("keypoints")
+            if raw is None:
+                raise ValueError(f"{where}: person annotation has no 'keypoints' field")
+            if len(raw) != expected:
+                raise ValueError(
+                    f"{where}: keypoint list has {len(raw)} values, expected {expected} "
+                    f"(3 x {keypoints.num_joints} joints of keypoint set {keypoints.name!r})"
+                )
+            box = clean_bbox(ann["bbox"], width, height)
+            if box is None:
+                if drop_invalid_boxes:
+                    continue
+                raise ValueError(
+                    f"{where}: bbox {ann['bbox']} lies outside the {width}x{height} image "
+                    f"(pass drop_invalid_boxes=True to skip such boxes like the reference)"
+                )
+            if float(ann.get("area", 0.0)) <= 0.0 or max(raw) == 0:
+                continue
+            joints = np.asarray(raw, dtype=np.float64).reshape(-1, 3)
+            joints[:, 2] = np.minimum(joints[:, 2], 1.0)
+            center, scale = box_to_center_scale(box, aspect_ratio)
+            records.append(
+                InstanceRecord(
+                    image_id=int(image_id),
+                    image_file=img_dir / image["file_name"],
+                    center=center,
+                    scale=scale,
+                    joints=joints,
+                    box_score=1.0,
+                    area=float(ann["area"]),
+                    bbox=np.asarray(box, dtype=np.float64),
+                    image_size=(height, width),
+                    annotation_id=int(ann["id"]),
+                )
+            )
+    return records
+
+
+def detection_records(
+    coco: COCO, det_file: str | Path, img_dir: str | Path, keypoints: KeypointSet, aspect_ratio: float, score_thr: float
+) -> list[InstanceRecord]:
+    """Detector boxes (spec 3.3): category 1, score >= ``score_thr``, raw box, joints zero / labelled."""
+    det_file = Path(det_file)
+    if not det_file.is_file():
+        raise FileNotFoundError(f"detection file not found: {det_file}")
+    with det_file.open() as handle:
+        detections = json.load(handle)
+    if not isinstance(detections, list):
+        raise ValueError(f"{det_file}: expected a JSON list of COCO detection results, got {type(detections).__name__}")
+    img_dir = Path(img_dir)
+    joints = np.zeros((keypoints.num_joints, 3), dtype=np.float64)
+    joints[:, 2] = 1.0
+    records = []
+    for i, det in enumerate(detections):
+        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in det]
+        if missing:
+            raise ValueError(f"{det_file}: entry {i} lacks field(s) {missing}")
+        if det["category_id"] != PERSON_CATEGORY_ID or det["score"] < score_thr:
+            continue
+        if det["image_id"] not in coco.imgs:
+            raise ValueError(f"{det_file}: entry {i} refers to image {det['image_id']}, absent from the annotations")
+        box = np.asarray(det["bbox"], dtype=np.float64)
+        if box.shape != (4,):
+            raise ValueError(f"{det_file}: entry {i} (image {det['image_id']}) bbox must be [x, y, w, h], got {det['bbox']}")
+        center, scale = box_to_center_scale(box, aspect_ratio)
+        records.append(
+            InstanceRecord(
+                image_id=int(det["image_id"]),
+                image_file=img_dir / coco.imgs[det["image_id"]]["file_name"],
+                center=center,
+                scale=scale,
+                joints=joints.copy(),
+                box_score=float(det["score"]),
+                area=float(box[2] * box[3]),
+                bbox=box,
+                image_size=(int(coco.imgs[det["image_id"]]["height"]), int(coco.imgs[det["image_id"]]["width"])),
+            )
+        )
+    return records
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def normalize_image(crop: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3 -> float32 3xHxW, (x/255 - mean)/std per channel as one in-place multiply-add.
+
+    Equals ToTensor + Normalize up to float32 rounding (max abs difference ~5e-7).
+    """
+    out = np.empty((3, *crop.shape[:2]), dtype=np.float32)
+    for channel in range(3):
+        np.multiply(crop[:, :, channel], _NORM_GAIN[channel], out=out[channel], dtype=np.float32)
+        out[channel] += _NORM_BIAS[channel]
+    return out
+
+
+class TopDownCocoDataset(torch.utils.data.Dataset):
+    """Person crops + heatmap targets from a COCO-format keypoint file (spec 3.4).
+
+    ``boxes="gt"`` uses annotation boxes, ``"det"`` detector boxes from ``det_file``. ``train=True``
+    applies :class:`AugmentConfig`; validation has none. Randomness comes from ``self.rng``, a numpy
+    Generator seeded from (seed, epoch, worker id): pass :func:`seed_worker` as the DataLoader's
+    ``worker_init_fn`` and call :meth:`set_epoch` each epoch (non-persistent workers), so augmentations
+    differ across workers and epochs while a seed reproduces a run. ``seed=None`` takes
+    ``torch.initial_seed()`` at construction (so ``seed_everything`` controls it).
+
+    Options beyond the contract: ``use_joint_weights`` multiplies target weights by
+    ``keypoints.joint_weights``; ``check_files`` verifies every image exists at construction (with
+    ``skip_corrupt`` their instances are dropped and logged instead); ``drop_invalid_boxes`` skips boxes
+    lying outside their image like the reference instead of raising; ``max_decode_reduction`` (1 = off,
+    reference pixels) lets JPEGs be decoded at 1/2, 1/4 or 1/8 size when the crop shrinks the box at
+    least that much: the crop then samples a DCT box-filtered image (different, slightly smoother pixels,
+    identical geometry and targets), decode is cheaper.
+    Normalisation is ImageNet mean/std as one float32 multiply-add (:func:`normalize_image`).
+    """
+
+    def __init__(
+        self,
+        ann_file: str | Path,
+        img_dir: str | Path,
+        keypoints: KeypointSet,
+        codec: Any,  # HeatmapCodec
+        train: bool,
+        boxes: str = "gt",
+        det_file: str | Path | None = None,
+        det_score_thr: float = 0.0,
+        augment: AugmentConfig | None = None,
+        color_rgb: bool = True,
+        skip_corrupt: bool = False,
+        use_joint_weights: bool = False,
+        seed: int | None = None,
+        check_files: bool = True,
+        drop_invalid_boxes: bool = False,
+        max_decode_reduction: int = 1,
+    ) -> None:
+        self.ann_file = Path(ann_file)
+        self.img_dir = Path(img_dir)
+        if not self.img_dir.is_dir():
+            raise FileNotFoundError(f"image directory not found: {self.img_dir}")
+        self.keypoints = keypoints
+        self.codec = codec
+        self.train = train
+        self.augment = augment if augment is not None else AugmentConfig()
+        self.color_rgb = color_rgb
+        self.skip_corrupt = skip_corrupt
+        self.use_joint_weights = use_joint_weights
+        if max_decode_reduction not in (1, 2, 4, 8):
+            raise ValueError(f"TopDownCocoDataset: max_decode_reduction must be 1, 2, 4 or 8, got {max_decode_reduction}")
+        self.max_decode_reduction = max_decode_reduction
+        height, width = codec.input_size
+        self.aspect_ratio = width / height
+        self.coco = load_coco(self.ann_file)
+        self._check_categories()
+        if boxes == "gt":
+            self.records = gt_records(
+                self.coco, self.img_dir, keypoints, self.aspect_ratio, self.ann_file, drop_invalid_boxes
+            )
+        elif boxes == "det":
+            if det_file is None:
+                raise ValueError("TopDownCocoDataset: boxes='det' needs det_file (a COCO detection results JSON)")
+            self.records = detection_records(
+                self.coco, det_file, self.img_dir, keypoints, self.aspect_ratio, det_score_thr
+            )
+        else:
+            raise ValueError(f"TopDownCocoDataset: boxes must be 'gt' or 'det', got {boxes!r}")
+        if check_files:
+            self._check_image_files()
+        if not self.records:
+            source = self.ann_file if boxes == "gt" else f"{det_file} (score >= {det_score_thr})"
+            raise ValueError(f"{source}: no person instances to use (empty split)")
+        self.skipped: dict[int, str] = {}  # record index -> reason, filled when skip_corrupt
+        self._crop_augmentation = build_crop_augmentation(self.augment) if train else None
+        self.seed = int(torch.initial_seed() % 2**63) if seed is None else int(seed)
+        self.epoch = 0
+        self.worker_id = 0
+        self.reseed()
+
+    # ------------------------------------------------------------------ randomness
+
+    def reseed(self, worker_id: int | None = None) -> None:
+        """(Re)create ``self.rng`` from (seed, epoch, worker id)."""
+        if worker_id is not None:
+            self.worker_id = worker_id
+        self.rng = np.random.default_rng([self.seed, self.epoch, self.worker_id])
+        bind_crop_augmentation_rng(self._crop_augmentation, self.rng)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start the random stream of ``epoch`` (call before each epoch's DataLoader iteration)."""
+        self.epoch = int(epoch)
+        self.reseed()
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_categories(self) -> None:
+        category = self.coco.cats.get(PERSON_CATEGORY_ID)
+        names = category.get("keypoints") if category else None
+        if names is not None and len(names) != self.keypoints.num_joints:
+            raise ValueError(
+                f"{self.ann_file}: category {PERSON_CATEGORY_ID} lists {len(names)} keypoints, keypoint set "
+                f"{self.keypoints.name!r} has {self.keypoints.num_joints}"
+            )
+
+    def _check_image_files(self) -> None:
+        missing = {}
+        for record in self.records:
+            if record.image_id not in missing and not record.image_file.is_file():
+                missing[record.image_id] = record.image_file
+        if not missing:
+            return
+        listed = ", ".join(f"image {i}: {p}" for i, p in list(missing.items())[:5])
+        if not self.skip_corrupt:
+            raise FileNotFoundError(
+                f"{self.ann_file}: {len(missing)} image file(s) missing under {self.img_dir} ({listed}"
+                f"{', ...' if len(missing) > 5 else ''}); pass skip_corrupt=True to drop their instances"
+            )
+        before = len(self.records)
+        self.records = [r for r in self.records if r.image_id not in missing]
+        log.warning("%s: dropped %d instances of %d missing images (%s)", self.ann_file, before - len(self.records), len(missing), listed)
+
+    # ------------------------------------------------------------------ samples
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _read(self, index: int, reduce: int = 1) -> np.ndarray:
+        record = self.records[index]
+        try:
+            return read_image(record.image_file, color_rgb=self.color_rgb, reduce=reduce)
+        except (FileNotFoundError, ValueError) as error:
+            raise type(error)(
+                f"{error} (image id {record.image_id}, annotation {record.annotation_id}, record {index})"
+            ) from None
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.load_sample(index, self.rng)
+
+    def load_sample(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        """Build sample ``index`` drawing augmentation from ``rng``.
+
+        With ``skip_corrupt`` an unreadable image is logged, remembered in ``self.skipped`` and another
+        index is drawn from ``rng`` instead.
+        """
+        for _ in range(len(self.records)):
+            if index not in self.skipped:
+                try:
+                    return self._sample(index, rng)
+                except (FileNotFoundError, ValueError) as error:
+                    if not self.skip_corrupt:
+                        raise
+                    self.skipped[index] = str(error)
+                    log.warning("skipping unreadable image (%d skipped so far): %s", len(self.skipped), error)
+            index = int(rng.integers(len(self.records)))
+        raise RuntimeError(f"{self.ann_file}: no readable image left ({len(self.skipped)} skipped)")
+
+    def _decode_factor(self, scale: np.ndarray) -> int:
+        """Largest JPEG reduction (<= ``max_decode_reduction``) that still leaves >= 1 source px per crop px."""
+        shrink = scale[0] * PIXEL_STD / self.codec.input_size[1]
+        factor = 1
+        while factor * 2 <= self.max_decode_reduction and shrink >= factor * 2:
+            factor *= 2
+        return factor
+
+    def _sample(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        record = self.records[index]
+        joints = record.joints[:, :2].copy()
+        visible = record.joints[:, 2].copy()
+        center, scale, rotation, flip = record.center.copy(), record.scale.copy(), 0.0, False
+        if self.train:
+            params = sample_augmentation(
+                rng, joints, visible, center, scale, self.keypoints, self.augment, self.aspect_ratio
+            )
+            center, scale, rotation, flip = params.center, params.scale, params.rotation, params.flip
+        reduce = self._decode_factor(scale)
+        image = self._read(index, reduce)
+        # The reference flips with the decoded width; a reduced decode only knows the annotated width.
+        image_width = image.shape[1] if reduce == 1 else record.image_size[1]
+        if flip:
+            joints, visible = flip_joints(joints, visible, image_width, self.keypoints)
+            center[0] = image_width - 1 - center[0]
+        trans = self.codec.crop_transform(center, scale, rotation)
+        if reduce == 1:
+            if flip:
+                image = cv2.flip(image, 1)  # same pixels as the reference's image[:, ::-1]
+            pixel_trans = trans
+        else:
+            # Sample the unflipped reduced image directly: crop <- flipped full image <- full <- reduced.
+            full_to_source = np.eye(3)
+            if flip:
+                full_to_source = np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            pixel_trans = (np.vstack([trans, [0.0, 0.0, 1.0]]) @ full_to_source @ reduced_to_full(reduce))[:2]
+        height, width = self.codec.input_size
+        crop = cv2.warpAffine(image, pixel_trans, (width, height), flags=cv2.INTER_LINEAR)
+        if self._crop_augmentation is not None:
+            crop = self._crop_augmentation(image=crop)["image"]
+        labelled = visible > 0
+        joints[labelled] = affine_points(joints[labelled], trans)
+        target, target_weight = self.codec.encode(joints, visible)
+        if self.use_joint_weights:
+            target_weight = target_weight * self.keypoints.joint_weights
+        return {
+            "image": torch.from_numpy(normalize_image(crop)),
+            "target": torch.from_numpy(np.asarray(target, dtype=np.float32)),
+            "target_weight": torch.from_numpy(np.asarray(target_weight, dtype=np.float32)),
+            "meta": {
+                "image_id": record.image_id,
+                "center": center,
+                "scale": scale,
+                "score": record.box_score,
+                "area": record.padded_area,
+                "gt_area": record.area,
+                "rotation": rotation,
+                "flipped": flip,
+                # (J, 3) [x, y, v] in input-crop pixels after augmentation (unlabelled: v = 0).
+                "joints": np.concatenate([joints, visible[:, None]], axis=1),
+                "index": index,
+            },
+        }
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: give each worker its own stream (seed, epoch, worker id)."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and isinstance(info.dataset, TopDownCocoDataset):
+        info.dataset.reseed(worker_id + 1)  # worker 0 must not repeat the main process stream
