@@ -1,0 +1,214 @@
+"""Pose demo on images, folders, videos and webcams: annotated media + keypoints as JSON and CSV.
+
+``python -m hrnet_train.demo input=clip.mp4 ckpt=run.ckpt output=out detector=hog detect_every=3``
+Options are ``key=value`` overrides of ``conf/demo.yaml`` (Hydra's compose API: same syntax and type
+checks as training, but no working-directory change or Hydra output folder, so relative paths mean
+what the user typed). Videos are tracked (IoU + OKS), optionally One-Euro smoothed, and the detector
+can run every k-th frame with the boxes in between taken from the previous poses. Bad input ends with a
+one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from tqdm import tqdm
+
+from hrnet_train.evaluation.nms import oks_nms
+from hrnet_train.inference.detectors import HogPeopleDetector, PersonDetector, boxes_from_poses, create_detector
+from hrnet_train.inference.drawing import draw_poses
+from hrnet_train.inference.estimator import PoseEstimator
+from hrnet_train.inference.media import FrameSource, VideoWriter, open_frames, write_keypoints_csv, write_keypoints_json
+from hrnet_train.inference.smoothing import PoseSmoother
+from hrnet_train.inference.tracking import Tracker
+from hrnet_train.paths import config_dir
+
+EXIT_BAD_INPUT = 2
+OKS_NMS_THRESHOLD = 0.9  # reference TEST.OKS_THRE: drops duplicate poses from overlapping boxes
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage over all frames (reading and writing files are not counted)."""
+
+    detection: float = 0.0
+    pose: float = 0.0
+    drawing: float = 0.0
+    frames: int = 0
+
+    def summary(self) -> str:
+        def stage(name: str, seconds: float) -> str:
+            per_frame = seconds / max(self.frames, 1)
+            fps = 1.0 / per_frame if per_frame > 0 else float("inf")
+            return f"{name} {1000 * per_frame:.1f} ms/frame ({fps:.1f} FPS)"
+
+        total = self.detection + self.pose + self.drawing
+        return (f"{self.frames} frames: " + ", ".join(
+            [stage("detection", self.detection), stage("pose", self.pose), stage("drawing", self.drawing),
+             stage("total", total)]))
+
+
+@dataclass
+class DemoResult:
+    """What a run produced: per-frame persons (as written), the files, and the stage timings."""
+
+    frames: list[list[dict]] = field(default_factory=list)
+    frame_names: list[str] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+def load_config(overrides: Sequence[str]) -> DictConfig:
+    """``conf/demo.yaml`` with ``key=value`` overrides applied (unknown keys are errors)."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="demo", overrides=list(overrides))
+
+
+def _build_detector(cfg: DictConfig) -> PersonDetector:
+    if cfg.detector == "hog":
+        return HogPeopleDetector(**OmegaConf.to_container(cfg.hog))
+    return create_detector(str(cfg.detector))
+
+
+def _build_estimator(cfg: DictConfig) -> PoseEstimator:
+    return PoseEstimator.from_checkpoint(
+        cfg.ckpt, device=cfg.device, precision=str(cfg.precision), model_name=cfg.model_name,
+        keypoints=cfg.keypoints, input_size=cfg.input_size, codec=cfg.codec, color_rgb=cfg.color_rgb,
+        flip_test=cfg.flip_test, max_batch=cfg.max_batch,
+    )
+
+
+def _check_options(cfg: DictConfig) -> None:
+    if int(cfg.detect_every) < 1:
+        raise ValueError(f"detect_every: expected an integer >= 1, got {cfg.detect_every}")
+    if cfg.max_frames is not None and int(cfg.max_frames) < 1:
+        raise ValueError(f"max_frames: expected an integer >= 1 or null, got {cfg.max_frames}")
+    if cfg.threads is not None and int(cfg.threads) < 1:
+        raise ValueError(f"threads: expected an integer >= 1 or null, got {cfg.threads}")
+    if cfg.smooth and not cfg.track:
+        raise ValueError("smooth=true needs track=true (the filter state follows track ids)")
+
+
+def _suppress_duplicates(poses: list[dict], sigmas: np.ndarray) -> list[dict]:
+    if len(poses) < 2:
+        return poses
+    keypoints = np.stack([pose["keypoints"] for pose in poses])
+    areas = np.array([pose["box"][2] * pose["box"][3] for pose in poses])
+    scores = np.array([pose["score"] for pose in poses])
+    return [poses[i] for i in sorted(oks_nms(keypoints, scores, areas, OKS_NMS_THRESHOLD, sigmas))]
+
+
+def _media_path(output: Path, source: FrameSource, frame_name: str) -> Path:
+    if source.kind in ("image", "folder"):
+        return output / frame_name
+    stem = f"webcam_{source.label.split()[-1]}" if source.kind == "webcam" else Path(source.label).stem
+    return output / f"{stem}.mp4"
+
+
+def run_demo(cfg: DictConfig) -> DemoResult:
+    """Run the whole pipeline for a composed config; raises ValueError/FileNotFoundError on bad input."""
+    _check_options(cfg)
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
+    source = open_frames(int(cfg.input) if isinstance(cfg.input, int) else str(cfg.input))
+    estimator = _build_estimator(cfg)
+    detector = _build_detector(cfg)
+    keypoint_set = estimator.keypoints
+    is_video = source.fps is not None
+    tracker = Tracker(keypoint_set.sigmas, **OmegaConf.to_container(cfg.tracking)) if is_video and cfg.track else None
+    smoother = PoseSmoother(source.fps, **OmegaConf.to_container(cfg.smoothing)) if tracker and cfg.smooth else None
+    output = Path(cfg.output)
+    if cfg.save_media and source.kind in ("image", "folder"):
+        input_folder = Path(source.label) if source.kind == "folder" else Path(source.label).parent
+        if output.resolve() == input_folder.resolve():
+            raise ValueError(f"output: {output} is the input folder; annotated images would overwrite the inputs")
+    output.mkdir(parents=True, exist_ok=True)
+    result = DemoResult()
+    times = result.times
+    total = source.frame_count if cfg.max_frames is None else min(source.frame_count or cfg.max_frames, cfg.max_frames)
+    writer: VideoWriter | None = None
+    previous: list[dict] = []
+    progress = tqdm(total=total, unit="frame", disable=not cfg.progress, desc=source.label)
+    try:
+        for frame in source.frames:
+            if cfg.max_frames is not None and frame.index >= cfg.max_frames:
+                break
+            start = time.perf_counter()
+            if is_video and previous and frame.index % cfg.detect_every:
+                boxes = boxes_from_poses(previous, frame.image.shape[:2], **OmegaConf.to_container(cfg.propagate))
+            else:
+                boxes = detector(frame.image)
+            detected = time.perf_counter()
+            (poses,) = estimator.predict(frame.image, boxes=boxes)
+            poses = [pose for pose in poses if pose["score"] >= cfg.min_pose_score]
+            poses = _suppress_duplicates(poses, keypoint_set.sigmas)
+            if tracker is not None:
+                for pose, track_id in zip(poses, tracker.update(poses)):
+                    pose["track_id"] = track_id
+            previous = poses
+            if smoother is not None:
+                smoothed = smoother.update(frame.index, [p["track_id"] for p in poses], [p["keypoints"] for p in poses])
+                poses = [{**pose, "keypoints": points, "keypoints_raw": pose["keypoints"]}
+                         for pose, points in zip(poses, smoothed)]
+            estimated = time.perf_counter()
+            canvas = draw_poses(frame.image, poses, keypoint_set.skeleton, keypoint_set.flip_pairs, cfg.draw.threshold,
+                                cfg.draw.radius, cfg.draw.thickness, cfg.draw.boxes)
+            drawn = time.perf_counter()
+            times.detection += detected - start
+            times.pose += estimated - detected
+            times.drawing += drawn - estimated
+            times.frames += 1
+            if cfg.save_media:
+                media_path = _media_path(output, source, frame.name)
+                if is_video:
+                    if writer is None:
+                        writer = VideoWriter(media_path, fps=source.fps)
+                        result.outputs.append(media_path)
+                    writer.write(canvas)
+                else:
+                    if not cv2.imwrite(str(media_path), canvas):
+                        raise ValueError(f"{media_path}: OpenCV cannot write this image file")
+                    result.outputs.append(media_path)
+            result.frames.append(poses)
+            result.frame_names.append(frame.name)
+            progress.update(1)
+    except KeyboardInterrupt:  # a webcam runs until interrupted; keep what was processed
+        pass
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()
+    json_path, csv_path = output / "keypoints.json", output / "keypoints.csv"
+    write_keypoints_json(json_path, result.frames, keypoint_set.names, result.frame_names, source.fps)
+    write_keypoints_csv(csv_path, result.frames, keypoint_set.names)
+    result.outputs += [json_path, csv_path]
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (2 for bad input, with a one-line message on stderr)."""
+    try:
+        cfg = load_config(sys.argv[1:] if argv is None else argv)
+        result = run_demo(cfg)
+    except (FileNotFoundError, ValueError, ImportError, HydraException, OmegaConfBaseException) as error:
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"hrnet_train.demo: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"wrote {', '.join(str(p) for p in result.outputs[-3:])}" + (" and more" if len(result.outputs) > 3 else ""))
+    print(result.times.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Person detectors that feed the top-down pose estimator with boxes.
+
+Every detector is a callable ``detector(image_bgr) -> (N, 5) float64 [x, y, w, h, score]`` (COCO xywh,
+image pixels), so the estimator never depends on how boxes were found:
+
+- ``GivenBoxes``: the user already knows the boxes (or reads them from a detection file).
+- ``FullImage``: one person filling the frame (cropped photos, LSPET-style images).
+- ``HogPeopleDetector``: Dalal & Triggs HOG + linear SVM (CVPR 2005) through ``cv2.HOGDescriptor`` with
+  OpenCV's built-in INRIA people SVM. Works offline with no download.
+- ``MediaPipePoseDetector``: boxes around MediaPipe's BlazePose landmarks (optional ``mediapipe`` extra).
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+BoxArray = np.ndarray  # (N, 5) float64 [x, y, w, h, score]
+
+MEDIAPIPE_MODEL = Path("models") / "mediapipe" / "pose_landmarker_full_from_legacy.task"  # under shared data
+
+
+@runtime_checkable
+class PersonDetector(Protocol):
+    """Anything that turns a BGR uint8 image into person boxes ``(N, 5) [x, y, w, h, score]``."""
+
+    def __call__(self, image_bgr: np.ndarray) -> BoxArray: ...
+
+
+def _check_image(image_bgr: np.ndarray) -> None:
+    if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        shape = getattr(image_bgr, "shape", type(image_bgr).__name__)
+        raise ValueError(f"image: expected a BGR array of shape (H, W, 3), got {shape}")
+
+
+def validate_boxes(boxes: np.ndarray | Sequence[Sequence[float]], field: str = "boxes") -> BoxArray:
+    """Return boxes as ``(N, 5)`` float64; 4-column input gets score 1.
+
+    Raises ValueError naming ``field`` and the offending row for a wrong shape, non-finite values or a
+    non-positive width/height, because a silently-empty crop is much harder to debug downstream.
+    """
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 5), dtype=np.float64)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] not in (4, 5):
+        raise ValueError(f"{field}: expected shape (N, 4) [x, y, w, h] or (N, 5) [x, y, w, h, score], got {array.shape}")
+    if not np.isfinite(array).all():
+        row = int(np.nonzero(~np.isfinite(array).all(axis=1))[0][0])
+        raise ValueError(f"{field}[{row}]: non-finite value in {array[row].tolist()}")
+    bad = np.nonzero((array[:, 2] <= 0) | (array[:, 3] <= 0))[0]
+    if bad.size:
+        row = int(bad[0])
+        raise ValueError(f"{field}[{row}]: width and height must be positive, got w={array[row, 2]}, h={array[row, 3]}")
+    if array.shape[1] == 4:
+        array = np.concatenate([array, np.ones((len(array), 1))], axis=1)
+    return array
+
+
+class GivenBoxes:
+    """Returns the same user-supplied boxes for every image (a fixed camera, or boxes from a file)."""
+
+    def __init__(self, boxes: np.ndarray | Sequence[Sequence[float]]):
+        self.boxes = validate_boxes(boxes)
+
+    def __call__(self, image_bgr: np.ndarray) -> BoxArray:
+        _check_image(image_bgr)
+        return self.boxes.copy()
+
+
+class FullImage:
+    """One person whose box is the whole frame: for images already cropped around a single person."""
+
+    def __call__(self, image_bgr: np.ndarray) -> BoxArray:
+        _check_image(image_bgr)
+        height, width = image_bgr.shape[:2]
+        return np.array([[0.0, 0.0, float(width), float(height), 1.0]])
+
+
+def boxes_from_poses(
+    poses: Sequence[Mapping], image_size: tuple[int, int], min_keypoint_score: float = 0.3, padding: float = 0.1
+) -> BoxArray:
+    """Boxes for the next video frame from this frame's poses, so the detector can skip frames.
+
+    Each box is the extent of the pose's keypoints scoring at least ``min_keypoint_score``, grown by
+    ``padding`` x its width/height on every side (keypoints stop at joints, the body goes a bit further)
+    and clipped to the image (``image_size`` = (height, width)); it keeps the pose's box score, which
+    would otherwise decay frame after frame through rescoring. A pose with fewer than two confident
+    keypoints keeps its previous box.
+    """
+    height, width = image_size
+    boxes = []
+    for pose in poses:
+        keypoints = np.asarray(pose["keypoints"], dtype=np.float64)
+        previous = np.asarray(pose["box"], dtype=np.float64).ravel()
+        confident = keypoints[keypoints[:, 2] >= min_keypoint_score, :2]
+        if len(confident) < 2:
+            boxes.append(previous[:5])
+            continue
+        low, high = confident.min(axis=0), confident.max(axis=0)
+        pad = (high - low) * padding
+        low = np.maximum(low - pad, 0.0)
+        high = np.minimum(high + pad, [width, height])
+        size = np.maximum(high - low, 1.0)  # a degenerate (e.g. all joints on one line) box stays valid
+        boxes.append([low[0], low[1], size[0], size[1], previous[4] if previous.size > 4 else 1.0])
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xywh box with each of ``boxes`` (M, >=4)."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
+    y2 = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+def box_nms(boxes: BoxArray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression on xywh+score rows; returns kept row indices, best first."""
+    order = np.argsort(-boxes[:, 4], kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        rest = order[1:]
+        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+_HOG_WINDOW = (128, 64)  # (height, width) of OpenCV's default people window
+_HOG_STRIDE = (8, 8)  # window stride = one cell, the finest grid the default descriptor allows
+
+
+class HogPeopleDetector:
+    """Multi-scale HOG people detector (OpenCV's default INRIA people SVM) with box NMS.
+
+    OpenCV's own grouping (``groupThreshold``) is switched off: it drops isolated hits and returns
+    averaged boxes, while greedy NMS keeps the best window of each person and its margin as score.
+    ``scale_step`` is the image pyramid ratio (OpenCV's default 1.05 is thorough; 1.1 halves the work),
+    ``upscale`` enlarges the image first so people shorter than the 128-px window can be found,
+    ``max_side`` shrinks large frames for speed. ``score`` is the logistic of the SVM margin: monotonic in
+    the margin, in (0, 1) like other detectors' scores, but not a calibrated probability.
+    """
+
+    def __init__(
+        self,
+        hit_threshold: float = 0.0,
+        scale_step: float = 1.1,
+        upscale: float = 1.0,
+        max_side: int | None = 1024,
+        nms_iou: float = 0.3,
+        max_detections: int = 50,
+    ):
+        if scale_step <= 1.0:
+            raise ValueError(f"scale_step: expected > 1, got {scale_step}")
+        if upscale <= 0:
+            raise ValueError(f"upscale: expected > 0, got {upscale}")
+        self.hit_threshold = hit_threshold
+        self.scale_step = scale_step
+        self.upscale = upscale
+        self.max_side = max_side
+        self.nms_iou = nms_iou
+        self.max_detections = max_detections
+        if not hasattr(cv2, "HOGDescriptor"):  # OpenCV 5 moved HOG to opencv_contrib
+            raise ImportError(f"HogPeopleDetector needs cv2.HOGDescriptor, which OpenCV {cv2.__version__} lacks: "
+                              "install opencv-python-headless<5 (the project's pin)")
+        self._hog = cv2.HOGDescriptor()
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def __call__(self, image_bgr: np.ndarray) -> BoxArray:
+        _check_image(image_bgr)
+        factor = self.upscale
+        if self.max_side is not None:
+            factor = min(factor, self.max_side / max(image_bgr.shape[:2]))
+        height, width = round(image_bgr.shape[0] * factor), round(image_bgr.shape[1] * factor)
+        if height < _HOG_WINDOW[0] or width < _HOG_WINDOW[1]:
+            return np.zeros((0, 5), dtype=np.float64)
+        resized = image_bgr if factor == 1.0 else cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR)
+        rects, margins = self._hog.detectMultiScale(
+            np.ascontiguousarray(resized), hitThreshold=self.hit_threshold, winStride=_HOG_STRIDE,
+            scale=self.scale_step, groupThreshold=0,
+        )
+        if len(rects) == 0:
+            return np.zeros((0, 5), dtype=np.float64)
+        boxes = np.concatenate(
+            [np.asarray(rects, dtype=np.float64).reshape(-1, 4) / factor, np.asarray(margins, dtype=np.float64).reshape(-1, 1)],
+            axis=1,
+        )
+        boxes = boxes[box_nms(boxes, self.nms_iou)[: self.max_detections]]
+        boxes[:, 4] = 1.0 / (1.0 + np.exp(-boxes[:, 4]))
+        return boxes
+
+
+class MediaPipePoseDetector:
+    """Person boxes from MediaPipe PoseLandmarker (BlazePose): the padded extent of its landmarks.
+
+    mediapipe is optional (it replaces the headless OpenCV build), so it is imported only here.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, num_poses: int = 5, min_confidence: float = 0.5,
+                 padding: float = 0.1):
+        try:
+            import mediapipe as mp
+            from mediapipe.tasks.python import BaseOptions, vision
+        except ImportError as error:
+            raise ImportError(
+                "MediaPipePoseDetector needs the optional 'mediapipe' package: install the extra "
+                "(pip install 'hrnet-train[mediapipe]') in its own venv with `make mediapipe-venv`"
+            ) from error
+        if model_path is None:
+            from hrnet_train.paths import shared_data_dir
+
+            model_path = shared_data_dir() / MEDIAPIPE_MODEL
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise FileNotFoundError(f"MediaPipe pose model not found: {model_path}")
+        options = vision.PoseLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            num_poses=num_poses,
+            min_pose_detection_confidence=min_confidence,
+        )
+        self._mp = mp
+        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        self.padding = padding
+
+    def __call__(self, image_bgr: np.ndarray) -> BoxArray:
+        _check_image(image_bgr)
+        height, width = image_bgr.shape[:2]
+        rgb = np.ascontiguousarray(image_bgr[..., ::-1])
+        result = self._landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
+        boxes = []
+        for landmarks in result.pose_landmarks:
+            xy = np.array([[p.x * width, p.y * height] for p in landmarks])
+            presence = np.array([p.visibility or 0.0 for p in landmarks])
+            low, high = xy.min(axis=0), xy.max(axis=0)
+            pad = (high - low) * self.padding
+            low = np.maximum(low - pad, 0.0)
+            high = np.minimum(high + pad, [width, height])
+            boxes.append([low[0], low[1], high[0] - low[0], high[1] - low[1], float(presence.mean())])
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+
+
+_DETECTORS: dict[str, Callable[..., PersonDetector]] = {
+    "given": GivenBoxes,
+    "full_image": FullImage,
+    "hog": HogPeopleDetector,
+    "mediapipe": MediaPipePoseDetector,
+}
+
+
+def create_detector(name: str, **kwargs) -> PersonDetector:
+    """Build a detector by name: ``given`` (boxes=...), ``full_image``, ``hog``, ``mediapipe``."""
+    try:
+        factory = _DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"detector: unknown name {name!r}, expected one of {sorted(_DETECTORS)}") from None
+    return factory(**kwargs)

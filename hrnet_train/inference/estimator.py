@@ -1,0 +1,234 @@
+"""Top-down pose estimation on whole images: boxes -> crops -> network (+ flip test) -> keypoints.
+
+The same geometry as evaluation (``codec.crop_transform`` for the crop, ``codec.decode`` +
+``codec.to_image`` back, reference rescoring), so a pose predicted here equals the one the COCO
+evaluation scores for the same box. Crops of ALL images of a call share forward batches and the
+mirrored crops of the flip test ride in the same batch as the originals: on small images the fixed
+cost per forward pass dominates, so fewer, fuller batches are what makes inference fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from hrnet_train.codecs import HeatmapCodec, create_codec
+from hrnet_train.data.coco import normalize_image
+from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.data.transforms import box_to_center_scale
+from hrnet_train.evaluation.rescoring import IN_VIS_THRE, rescore
+from hrnet_train.inference.detectors import FullImage, PersonDetector, validate_boxes
+from hrnet_train.inference.media import read_image
+from hrnet_train.sizes import parse_size
+
+PRECISIONS = ("32", "bf16")
+CHANNEL_ORDERS = ("bgr", "rgb")
+BOX_PADDING = 1.25  # reference: the person box is enlarged by 25 % before cropping (spec 3.2)
+
+ImageInput = np.ndarray | str | Path
+
+
+@dataclass
+class _Crop:
+    """One person crop waiting for the network: which image it came from and how to map back."""
+
+    image_index: int
+    box: np.ndarray  # (5,) xywh + score
+    center: np.ndarray  # (2,)
+    scale: np.ndarray  # (2,)
+    pixels: np.ndarray  # (3, H, W) float32, normalised
+
+
+class PoseEstimator:
+    """Predict keypoints of every person in images, given boxes or a person detector.
+
+    ``color_rgb``: whether the network was trained on RGB (True for the HRNet configs) or BGR input.
+    ``max_batch``: network inputs per forward pass, mirrored crops included (so with flip test
+    ``max_batch // 2`` persons per pass). ``precision`` '32' or 'bf16' (autocast; outputs in float32).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        codec: HeatmapCodec,
+        keypoints: KeypointSet,
+        device: str | torch.device = "cpu",
+        precision: str = "32",
+        flip_test: bool = True,
+        max_batch: int = 32,
+        color_rgb: bool = True,
+        in_vis_thre: float = IN_VIS_THRE,
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {list(PRECISIONS)}, got {precision!r}")
+        if max_batch < (2 if flip_test else 1):
+            raise ValueError(f"max_batch: expected >= {2 if flip_test else 1} (flip test doubles each crop), got {max_batch}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.codec = codec
+        self.keypoints = keypoints
+        self.precision = precision
+        self.flip_test = flip_test
+        self.max_batch = max_batch
+        self.color_rgb = color_rgb
+        self.in_vis_thre = in_vis_thre
+        self.aspect_ratio = codec.input_size[1] / codec.input_size[0]
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        precision: str = "32",
+        model_name: str | None = None,
+        keypoints: str | KeypointSet = "coco17",
+        input_size: str | tuple[int, int] | None = None,
+        codec: str = "legacy",
+        color_rgb: bool = True,
+        flip_test: bool | None = None,
+        max_batch: int = 32,
+        prefer_ema: bool = True,
+    ) -> PoseEstimator:
+        """Build an estimator from a checkpoint file.
+
+        Without ``model_name``: one of our Lightning checkpoints; model, codec, keypoint set, colour order
+        and flip-test default come from its ``hyper_parameters`` (EMA weights when it has them).
+        With ``model_name`` (e.g. 'hrnet_w32'): an official-format state dict (.pth); then
+        ``keypoints``, ``input_size`` ('256x192'), ``codec`` and ``color_rgb`` describe it.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {path}")
+        if model_name is None:
+            from hrnet_train.training.checkpointing import load_pose_model
+
+            model, keypoint_set, heatmap_codec, hparams = load_pose_model(path, prefer_ema=prefer_ema)
+            return cls(model, heatmap_codec, keypoint_set, device, precision,
+                       hparams.get("flip_test", True) if flip_test is None else flip_test, max_batch,
+                       bool(hparams.get("color_rgb", True)))
+        from hrnet_train.models import create_model, load_official_state_dict
+
+        if input_size is None:
+            raise ValueError(f"{path}: an official checkpoint needs input_size (e.g. '256x192') next to model_name")
+        keypoint_set = load_keypoint_set(keypoints)
+        model = create_model(model_name, num_joints=keypoint_set.num_joints)
+        load_official_state_dict(model, path)
+        heatmap_codec = create_codec(codec, parse_size(input_size))
+        return cls(model, heatmap_codec, keypoint_set, device, precision, True if flip_test is None else flip_test,
+                   max_batch, color_rgb)
+
+    # ------------------------------------------------------------------ public API
+
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        boxes: np.ndarray | Sequence | None = None,
+        detector: PersonDetector | None = None,
+        return_heatmaps: bool = False,
+        channel_order: str = "bgr",
+    ) -> list[list[dict]]:
+        """Poses of every person in each image: one list of person dicts per image.
+
+        ``images``: one image or a list; arrays are uint8 (H, W, 3) in ``channel_order`` ('bgr' as
+        OpenCV reads, or 'rgb'); paths are read from disk. ``boxes``: for one image an (N, 4|5) xywh(+score)
+        array, for a list one such array per image. Or a ``detector`` (see detectors.py); neither means
+        one box covering each whole image. Each person dict has ``keypoints`` (J, 3) [x, y, score] in
+        image pixels, ``box`` (5,) [x, y, w, h, score], ``score`` (box score x mean keypoint score above
+        ``in_vis_thre``, the reference rescoring) and, with ``return_heatmaps``, ``heatmaps`` (C*J, h, w).
+        """
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel_order: expected one of {list(CHANNEL_ORDERS)}, got {channel_order!r}")
+        if boxes is not None and detector is not None:
+            raise ValueError("predict: give boxes or a detector, not both")
+        single = isinstance(images, (np.ndarray, str, Path))
+        image_list = [images] if single else list(images)
+        loaded = [self._load(image, index, channel_order) for index, image in enumerate(image_list)]
+        per_image_boxes = self._boxes_per_image(loaded, boxes, detector, single)
+        crops = [
+            self._crop(image, order, index, box)
+            for index, ((image, order), image_boxes) in enumerate(zip(loaded, per_image_boxes))
+            for box in image_boxes
+        ]
+        results: list[list[dict]] = [[] for _ in image_list]
+        if not crops:
+            return results
+        heatmaps = self._heatmaps(np.stack([crop.pixels for crop in crops]))
+        coords, maxvals = self.codec.decode(heatmaps)
+        centers = np.stack([crop.center for crop in crops])
+        scales = np.stack([crop.scale for crop in crops])
+        points = self.codec.to_image(coords, centers, scales)
+        box_scores = np.array([crop.box[4] for crop in crops])
+        scores = rescore(maxvals, box_scores, self.in_vis_thre)
+        for row, crop in enumerate(crops):
+            person = {
+                "keypoints": np.concatenate([points[row], maxvals[row, :, None].astype(np.float64)], axis=1),
+                "box": crop.box.copy(),
+                "score": float(scores[row]),
+            }
+            if return_heatmaps:
+                person["heatmaps"] = heatmaps[row]
+            results[crop.image_index].append(person)
+        return results
+
+    # ------------------------------------------------------------------ steps
+
+    @staticmethod
+    def _load(image: ImageInput, index: int, channel_order: str) -> tuple[np.ndarray, str]:
+        """(uint8 HxWx3 array, its channel order); paths are decoded as BGR."""
+        if isinstance(image, (str, Path)):
+            return read_image(image), "bgr"
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            described = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"images[{index}]: expected a uint8 (H, W, 3) array or an image path, got {described}")
+        return image, channel_order
+
+    @staticmethod
+    def _boxes_per_image(
+        loaded: list[tuple[np.ndarray, str]], boxes: np.ndarray | Sequence | None, detector: PersonDetector | None,
+        single: bool,
+    ) -> list[np.ndarray]:
+        if boxes is None:
+            finder = detector if detector is not None else FullImage()
+            return [finder(image if order == "bgr" else np.ascontiguousarray(image[..., ::-1])) for image, order in loaded]
+        if single:
+            return [validate_boxes(boxes, "boxes")]
+        if len(boxes) != len(loaded):
+            raise ValueError(f"boxes: expected one box array per image ({len(loaded)} images), got {len(boxes)}")
+        return [validate_boxes(image_boxes, f"boxes[{index}]") for index, image_boxes in enumerate(boxes)]
+
+    def _crop(self, image: np.ndarray, order: str, image_index: int, box: np.ndarray) -> _Crop:
+        center, scale = box_to_center_scale(box[:4], self.aspect_ratio, padding=BOX_PADDING)
+        height, width = self.codec.input_size
+        crop = cv2.warpAffine(image, self.codec.crop_transform(center, scale), (width, height), flags=cv2.INTER_LINEAR)
+        if (order == "rgb") != self.color_rgb:
+            crop = crop[..., ::-1]
+        return _Crop(image_index, box, center, scale, normalize_image(crop))
+
+    def _heatmaps(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, C*J, h, w) float32 heatmaps of normalised crops, flip-averaged when ``flip_test``."""
+        per_pass = self.max_batch // 2 if self.flip_test else self.max_batch
+        outputs = []
+        for start in range(0, len(pixels), per_pass):
+            batch = torch.from_numpy(pixels[start : start + per_pass]).to(self.device)
+            count = len(batch)
+            if self.flip_test:
+                batch = torch.cat([batch, torch.flip(batch, dims=[3])])
+            heatmaps = self._forward(batch)
+            if self.flip_test:
+                heatmaps = (heatmaps[:count] + self.codec.flip_back(heatmaps[count:], self.keypoints.flip_index)) / 2.0
+            outputs.append(heatmaps.cpu().numpy())
+        return np.concatenate(outputs)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with torch.inference_mode(), autocast:
+            output = self.model(batch)
+        # models with intermediate supervision return a list; the last map is the prediction
+        output = output[-1] if isinstance(output, (list, tuple)) else output
+        return output.float()

@@ -1,0 +1,94 @@
+"""Person detectors: HOG on real images, FullImage / GivenBoxes behaviour, box validation errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from hrnet_train.inference.detectors import (
+    FullImage,
+    GivenBoxes,
+    HogPeopleDetector,
+    PersonDetector,
+    box_nms,
+    create_detector,
+)
+
+
+def _contains(box: np.ndarray, point: tuple[float, float]) -> bool:
+    return box[0] <= point[0] <= box[0] + box[2] and box[1] <= point[1] <= box[1] + box[3]
+
+
+def test_hog_finds_yoga_person(shared_data):
+    image = cv2.imread(str(shared_data / "demo_images" / "tfjs_pose_yoga.jpg"))
+    boxes = HogPeopleDetector()(image)
+    assert boxes.shape == (1, 5)
+    # the man stands with his torso at x 450..550, y 300..470 (looked up in the image); the box must
+    # cover the torso centre and overlap the person's extent x 240..755, y 235..640 by its majority
+    box = boxes[0]
+    assert _contains(box, (500, 380))
+    inter_w = min(box[0] + box[2], 755) - max(box[0], 240)
+    inter_h = min(box[1] + box[3], 640) - max(box[1], 235)
+    assert inter_w * inter_h > 0.6 * box[2] * box[3]
+    assert 0.5 < box[4] < 1.0
+
+
+def test_hog_finds_several_people_in_street(shared_data):
+    capture = cv2.VideoCapture(str(shared_data / "videos" / "mmpose_demo_street.mp4"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape == (540, 960, 3)
+    boxes = HogPeopleDetector(hit_threshold=0.5)(frame)
+    # body centres of the four nearest pedestrians of frame 0 (looked up in the image)
+    people = [(478, 225), (525, 240), (635, 255), (840, 350)]
+    found = sum(any(_contains(box, person) for box in boxes) for person in people)
+    assert found >= 3, boxes
+    assert len(boxes) >= 4
+    assert np.all(np.diff(boxes[:, 4]) <= 0)  # best first
+
+
+def test_hog_small_and_blank_images_give_no_boxes():
+    assert HogPeopleDetector()(np.zeros((200, 100, 3), np.uint8)).shape == (0, 5)
+    assert HogPeopleDetector()(np.full((100, 60, 3), 127, np.uint8)).shape == (0, 5)  # smaller than the window
+    with pytest.raises(ValueError, match="scale_step: expected > 1"):
+        HogPeopleDetector(scale_step=1.0)
+
+
+def test_full_image_and_given_boxes():
+    image = np.zeros((48, 64, 3), np.uint8)
+    np.testing.assert_array_equal(FullImage()(image), [[0, 0, 64, 48, 1]])
+    given = GivenBoxes([[1, 2, 10, 20], [5, 5, 3, 4]])
+    np.testing.assert_array_equal(given(image), [[1, 2, 10, 20, 1], [5, 5, 3, 4, 1]])
+    np.testing.assert_array_equal(GivenBoxes([1, 2, 3, 4, 0.5])(image), [[1, 2, 3, 4, 0.5]])
+    assert GivenBoxes([])(image).shape == (0, 5)
+    assert isinstance(create_detector("full_image"), PersonDetector)
+    np.testing.assert_array_equal(create_detector("given", boxes=[[0, 0, 1, 1]])(image), [[0, 0, 1, 1, 1]])
+
+
+def test_bad_boxes_and_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match=r"boxes\[1\]: width and height must be positive"):
+        GivenBoxes([[0, 0, 10, 10], [0, 0, -5, 10]])
+    with pytest.raises(ValueError, match=r"expected shape \(N, 4\)"):
+        GivenBoxes([[0, 0, 10]])
+    with pytest.raises(ValueError, match=r"boxes\[0\]: non-finite"):
+        GivenBoxes([[0, np.nan, 10, 10]])
+    with pytest.raises(ValueError, match="image: expected a BGR array"):
+        FullImage()(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="unknown name 'yolo'"):
+        create_detector("yolo")
+
+
+def test_box_nms_keeps_best_of_overlapping():
+    boxes = np.array([[0, 0, 10, 10, 0.5], [1, 1, 10, 10, 0.9], [50, 50, 10, 10, 0.1]])
+    np.testing.assert_array_equal(box_nms(boxes, 0.3), [1, 2])
+
+
+def test_mediapipe_missing_names_the_extra():
+    try:
+        import mediapipe  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="make mediapipe-venv"):
+            create_detector("mediapipe")
+    else:
+        pytest.skip("mediapipe is installed here; the missing-package message cannot be checked")
