@@ -23,5 +23,17 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
+# MediaPipe replaces headless OpenCV with its GUI build, so it lives in its own venv (not .venv).
+# Run the cross-topology baseline with
+#   .venv-mediapipe/bin/python -m hrnet_train.evaluation.mediapipe_baseline data=coco_mini
+# and its tests with `.venv-mediapipe/bin/pytest -m mediapipe`.
+MP_VENV := .venv-mediapipe
+
+mediapipe-venv: pyproject.toml
+	$(PY) -m venv $(MP_VENV)
+	$(MP_VENV)/bin/pip install -q --upgrade pip
+	$(MP_VENV)/bin/pip install -q -e . "pytest>=8,<10" "pytest-timeout>=2.2"
+	$(MP_VENV)/bin/pip install -q "mediapipe>=1.2,<2"
+
 clean:
-	rm -rf $(VENV) outputs multirun
+	rm -rf $(VENV) $(MP_VENV) outputs multirun
