@@ -1,0 +1,429 @@
+"""Typed validation of the resolved training config, run before anything heavy is imported or built.
+
+Every section the training code reads is a frozen dataclass; ``validate_train_config`` converts the
+resolved Hydra config into them, checking types (``trainer.max_epochs=abc`` is rejected), ranges,
+unknown keys, paths and sizes, and raises ``ConfigError`` naming the field. This module imports no
+torch/Lightning so a wrong command line fails in well under a second. Sections owned by other
+packages (model spec, codec options, keypoint set, augmentation) are checked for the fields the
+training needs and passed on as plain dicts; their builders validate the rest.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hrnet_train.sizes import parse_size
+
+PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
+ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+SCHEDULE_NAMES = ("multistep", "cosine", "constant")
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
+BOX_SOURCES = ("gt", "det")
+NMS_MODES = ("oks", "soft", "none")
+LOGGER_NAMES = ("tensorboard", "csv")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, of the wrong type or out of range; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_epochs: int = 1
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    deterministic: bool = False
+    benchmark: bool | None = None
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    num_sanity_val_steps: int = 0
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    channels_last: bool = False
+    num_threads: int | None = None  # torch intra-op threads of the main process; null = torch default
+    enable_progress_bar: bool = True
+    progress_refresh_rate: int = 1
+
+    def check(self, prefix: str) -> TrainerConfig:
+        _one_of(self.accelerator, ACCELERATORS, f"{prefix}.accelerator")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{prefix}.precision: expected one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        for name in ("devices", "num_nodes", "max_epochs", "accumulate_grad_batches", "check_val_every_n_epoch",
+                     "log_every_n_steps", "progress_refresh_rate"):
+            _at_least(getattr(self, name), 1, f"{prefix}.{name}")
+        _at_least(self.num_sanity_val_steps, 0, f"{prefix}.num_sanity_val_steps")
+        if self.num_threads is not None:
+            _at_least(self.num_threads, 1, f"{prefix}.num_threads")
+        if self.gradient_clip_val is not None:
+            _at_least(self.gradient_clip_val, 0.0, f"{prefix}.gradient_clip_val")
+        for name in ("limit_train_batches", "limit_val_batches"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{prefix}.{name}: expected a fraction in (0, 1] or a batch count >= 1, got {value}")
+        return self
+
+    @property
+    def lightning_precision(self) -> str:
+        return PRECISIONS[self.precision]
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.accelerator in ("gpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str
+    root: str
+    input_size: str
+    batch_size: int = 32
+    val_batch_size: int = 64
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    train_split: str = "train"
+    val_split: str = "val"
+    train_ann_file: str | None = None
+    val_ann_file: str | None = None
+    train_img_dir: str | None = None
+    val_img_dir: str | None = None
+    color_rgb: bool = True
+    skip_corrupt: bool = False
+    generate_synthetic: bool = False
+    synthetic: dict = field(default_factory=dict)
+    augment: dict = field(default_factory=dict)
+
+    def check(self, prefix: str) -> DataConfig:
+        try:
+            height, width = parse_size(self.input_size, f"{prefix}.input_size", multiple_of=32)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        for name in ("batch_size", "val_batch_size"):
+            _at_least(getattr(self, name), 1, f"{prefix}.{name}")
+        _at_least(self.num_workers, 0, f"{prefix}.num_workers")
+        if not self.generate_synthetic and not Path(self.root).expanduser().is_dir():
+            raise ConfigError(f"{prefix}.root: data directory {self.root!r} does not exist")
+        for name in ("train_ann_file", "val_ann_file"):
+            value = getattr(self, name)
+            if value is not None and not self.generate_synthetic and not self._resolve(value).is_file():
+                raise ConfigError(f"{prefix}.{name}: annotation file {value!r} does not exist")
+        return self
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return parse_size(self.input_size, "data.input_size", multiple_of=32)
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else Path(self.root).expanduser() / path
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 1e-3  # LR at base_batch_size (the recipe's global batch)
+    base_batch_size: int = 128
+    scale_lr: bool = True  # linear scaling with the actual global batch
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    betas: tuple[float, ...] = (0.9, 0.999)
+
+    def check(self, prefix: str) -> OptimizerConfig:
+        _one_of(self.name, OPTIMIZER_NAMES, f"{prefix}.name")
+        if self.lr <= 0:
+            raise ConfigError(f"{prefix}.lr: expected a positive learning rate, got {self.lr}")
+        _at_least(self.base_batch_size, 1, f"{prefix}.base_batch_size")
+        _at_least(self.weight_decay, 0.0, f"{prefix}.weight_decay")
+        if len(self.betas) != 2:
+            raise ConfigError(f"{prefix}.betas: expected two values, got {list(self.betas)}")
+        return self
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """LR factor over training; see hrnet_train.training.schedules.lr_factor."""
+
+    name: str = "multistep"
+    milestones: tuple[int, ...] = (170, 200)
+    gamma: float = 0.1
+    # Reference quirk (spec 5.1): MultiStepLR stepped before each epoch -> drops one epoch early.
+    reference_step_offset: bool = False
+    warmup_iters: int = 0
+    warmup_start_factor: float = 0.001
+    min_lr_factor: float = 0.0
+
+    def check(self, prefix: str) -> SchedulerConfig:
+        _one_of(self.name, SCHEDULE_NAMES, f"{prefix}.name")
+        if list(self.milestones) != sorted(self.milestones):
+            raise ConfigError(f"{prefix}.milestones: must be increasing, got {list(self.milestones)}")
+        _at_least(self.warmup_iters, 0, f"{prefix}.warmup_iters")
+        for name in ("warmup_start_factor", "min_lr_factor"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{prefix}.{name}: expected a value in [0, 1], got {value}")
+        return self
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    use_target_weight: bool = True
+    use_joint_weights: bool = False  # keypoint set's joint_weights (reference USE_DIFFERENT_JOINTS_WEIGHT)
+    ohkm_topk: int | None = None
+
+    def check(self, prefix: str) -> LossConfig:
+        if self.ohkm_topk is not None:
+            _at_least(self.ohkm_topk, 1, f"{prefix}.ohkm_topk")
+        return self
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    enabled: bool = False
+    decay: float = 0.999
+
+    def check(self, prefix: str) -> EMAConfig:
+        if not 0.0 < self.decay < 1.0:
+            raise ConfigError(f"{prefix}.decay: expected a value in (0, 1), got {self.decay}")
+        return self
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    boxes: str = "gt"
+    det_file: str | None = None
+    det_score_thr: float = 0.0
+    flip_test: bool = True
+    in_vis_thre: float = 0.2
+    nms: str = "oks"
+    oks_thre: float = 0.9
+    num_vis_images: int = 8
+
+    def check(self, prefix: str) -> EvalConfig:
+        _one_of(self.boxes, BOX_SOURCES, f"{prefix}.boxes")
+        _one_of(self.nms, NMS_MODES, f"{prefix}.nms")
+        if self.boxes == "det":
+            if self.det_file is None:
+                raise ConfigError(f"{prefix}.det_file: required when {prefix}.boxes=det")
+            if not Path(self.det_file).expanduser().is_file():
+                raise ConfigError(f"{prefix}.det_file: detection file {self.det_file!r} does not exist")
+        _at_least(self.num_vis_images, 0, f"{prefix}.num_vis_images")
+        return self
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    name: str = "tensorboard"
+    log_graph: bool = False
+
+    def check(self, prefix: str) -> LoggerConfig:
+        _one_of(self.name, LOGGER_NAMES, f"{prefix}.name")
+        return self
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    monitor: str = "val/AP"
+    mode: str = "max"
+    save_top_k: int = 1
+    save_last: bool = True
+    every_n_epochs: int = 1
+
+    def check(self, prefix: str) -> CheckpointConfig:
+        _one_of(self.mode, ("max", "min"), f"{prefix}.mode")
+        _at_least(self.save_top_k, -1, f"{prefix}.save_top_k")
+        _at_least(self.every_n_epochs, 1, f"{prefix}.every_n_epochs")
+        return self
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    early_stopping_patience: int | None = None
+
+    def check(self, prefix: str) -> CallbacksConfig:
+        if self.early_stopping_patience is not None:
+            _at_least(self.early_stopping_patience, 1, f"{prefix}.early_stopping_patience")
+        return self
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The validated training config (what train.py and the Lightning modules read)."""
+
+    experiment_name: str
+    seed: int
+    model: dict
+    keypoints: dict
+    codec: dict
+    data: DataConfig
+    trainer: TrainerConfig
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig
+    loss: LossConfig
+    ema: EMAConfig
+    eval: EvalConfig
+    logger: LoggerConfig
+    callbacks: CallbacksConfig
+    ckpt_path: str | None = None
+    run_dir: str | None = None
+    optimized_metric: str = "val/AP"  # what train.py returns to a Hydra sweeper (hparams_search)
+
+    def check(self, prefix: str) -> TrainConfig:
+        if "name" not in self.codec:
+            raise ConfigError("codec.name: missing (expected e.g. legacy, dark, udp)")
+        return self
+
+    @property
+    def global_batch_size(self) -> int:
+        t = self.trainer
+        return self.data.batch_size * t.devices * t.num_nodes * t.accumulate_grad_batches
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the config tree uses: ``${hrnet_data_dir:}`` = the checkout's data/ folder."""
+    from omegaconf import OmegaConf
+
+    from hrnet_train.paths import data_dir
+
+    OmegaConf.register_new_resolver("hrnet_data_dir", lambda: str(data_dir()), replace=True)
+
+
+def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collection[str] | None = None) -> TrainConfig:
+    """Check the resolved config (plain dict or OmegaConf) and return typed sections.
+
+    ``known_models``: model names the registry offers; when given, ``model.name`` must be one of them.
+    Raises ConfigError naming the first offending field.
+    """
+    plain = _to_plain(cfg)
+    config = _build(TrainConfig, plain, "")
+    if known_models is not None:
+        name = config.model.get("name")
+        if name not in known_models:
+            raise ConfigError(f"model.name: unknown model {name!r} (known: {sorted(known_models)})")
+    return config
+
+
+def _to_plain(cfg: Any) -> dict:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return dict(cfg)
+    if isinstance(cfg, DictConfig):
+        from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+        try:
+            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except MissingMandatoryValue as error:
+            key = error.full_key
+            raise ConfigError(f"{key}: missing mandatory value (???); set it, e.g. {key}=...") from None
+        except OmegaConfBaseException as error:
+            message = str(error).splitlines()[0]
+            raise ConfigError(f"{getattr(error, 'full_key', None) or 'config'}: {message}") from None
+    return dict(cfg)
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{_join(prefix, unknown[0])}: unknown field (known fields: {sorted(names)})")
+    values = {}
+    for f in fields(cls):
+        key = _join(prefix, f.name)
+        if f.name in raw:
+            values[f.name] = _convert(raw[f.name], hints[f.name], key)
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(f"{key}: missing")
+    return cls(**values).check(prefix.rstrip(".") or "config")
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, options[0], key)
+    if value is None or (isinstance(value, str) and value == "???"):
+        raise ConfigError(f"{key}: missing (expected {_describe(hint)})")
+    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        return _build(hint, value, key + ".")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    if hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin is tuple:
+        (item,) = typing.get_args(hint)[:1]
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    raise TypeError(f"config_schema: unsupported annotation {hint!r} for {key}")  # a bug in this module
+
+
+def _describe(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}{name}" if prefix.endswith(".") or not prefix else f"{prefix}.{name}"
+
+
+def _at_least(value: float, minimum: float, key: str) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key}: expected a value >= {minimum}, got {value}")
+
+
+def _one_of(value: str, allowed: typing.Iterable[str], key: str) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
+
+
+def check_model_section(config: TrainConfig) -> None:
+    """Resolve ``model.name``/``model.spec`` against the model registry (imports torch, not Lightning)
+    and check that the input size suits the network's strides. Raises ConfigError naming the field."""
+    from hrnet_train.models.registry import list_models, resolve_spec
+    from hrnet_train.models.spec import HRNetSpec
+
+    model = config.model
+    name = model.get("name")
+    if name is not None and name not in list_models():
+        raise ConfigError(f"model.name: unknown model {name!r} (known: {', '.join(list_models())})")
+    try:
+        _, spec = resolve_spec(name, model.get("spec"), model.get("arch"))
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+    if isinstance(spec, HRNetSpec):
+        try:
+            parse_size(config.data.input_size, "data.input_size", multiple_of=spec.input_multiple)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None

@@ -1,0 +1,142 @@
+"""Crash-safe checkpoint files and what evaluation/inference need to read them back.
+
+A checkpoint is written to a temporary file in the target directory, flushed to disk (fsync) and
+renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a crash mid-save
+never leaves a truncated ``last.ckpt``. Everything stored is tensors or plain containers, so the
+files load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+LAST_CHECKPOINT = "last.ckpt"
+CHECKPOINT_SUBDIR = "checkpoints"
+EMA_PREFIX = "ema.model."
+MODEL_PREFIX = "model."
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temp file beside ``path``, fsync, then atomically replace ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Persist the rename itself; directories cannot be opened for fsync on Windows.
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning CheckpointIO plugin whose saves are atomic (see module docstring)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = True) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True if weights_only is None else weights_only)
+
+
+def resolve_ckpt_path(value: str | None, run_dir: Path, runs_root: Path | None = None) -> str | None:
+    """Turn the ``ckpt_path`` config value into a file (or None for a fresh run).
+
+    ``last`` means this run directory's ``checkpoints/last.ckpt``; when that does not exist (a new
+    Hydra run dir), the newest ``*/checkpoints/last.ckpt`` under ``runs_root`` (same experiment).
+    """
+    if value in (None, "", "null"):
+        return None
+    if value != "last":
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path: checkpoint file {path} does not exist")
+        return str(path)
+    own = run_dir / CHECKPOINT_SUBDIR / LAST_CHECKPOINT
+    if own.is_file():
+        return str(own)
+    candidates = sorted(
+        runs_root.glob(f"*/{CHECKPOINT_SUBDIR}/{LAST_CHECKPOINT}") if runs_root is not None else [],
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not candidates:
+        raise FileNotFoundError(f"ckpt_path=last: no {LAST_CHECKPOINT} in {own.parent} or under {runs_root}/*/{CHECKPOINT_SUBDIR}")
+    return str(candidates[-1])
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a training checkpoint on CPU without unpickling arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def inference_state_dict(checkpoint: Mapping[str, Any], prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The network weights (keys of the bare model) from a checkpoint; the EMA copy when it has one."""
+    state = checkpoint["state_dict"]
+    prefix = EMA_PREFIX if prefer_ema and any(k.startswith(EMA_PREFIX) for k in state) else MODEL_PREFIX
+    weights = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+    if not weights:
+        raise ValueError(f"checkpoint state_dict has no '{prefix}*' keys (found e.g. {list(state)[:3]})")
+    return weights
+
+
+def checkpoint_hparams(resolved_config: Mapping[str, Any], input_size: tuple[int, int], num_joints: int) -> dict[str, Any]:
+    """What a checkpoint must carry to rebuild model, keypoint set and codec without the config tree.
+
+    Only builtin types (dict/list/str/number/bool/None), so ``weights_only=True`` loading works.
+    """
+    model = dict(resolved_config["model"])
+    keypoints = dict(resolved_config["keypoints"])
+    return {
+        "model_name": str(model.get("name")),
+        "model": model,
+        "keypoints_name": str(keypoints.get("name")),
+        "keypoints": keypoints,
+        "num_joints": int(num_joints),
+        "codec": dict(resolved_config["codec"]),
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "color_rgb": bool(resolved_config["data"].get("color_rgb", True)),
+        "flip_test": bool(resolved_config["eval"].get("flip_test", True)),
+        "config": dict(resolved_config),
+    }
+
+
+def load_pose_model(path: str | os.PathLike, prefer_ema: bool = True) -> tuple[torch.nn.Module, Any, Any, dict[str, Any]]:
+    """``(model in eval mode, KeypointSet, codec, hyper_parameters)`` rebuilt from a checkpoint alone."""
+    from hrnet_train.codecs import create_codec
+    from hrnet_train.data.keypoints import load_keypoint_set
+    from hrnet_train.models import create_model
+
+    checkpoint = load_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters")
+    if not hparams or "model" not in hparams:
+        raise ValueError(f"{path}: checkpoint has no hrnet-train hyper_parameters (model/codec/keypoints)")
+    keypoints = load_keypoint_set(hparams["keypoints"])
+    model = create_model(hparams["model"], num_joints=hparams["num_joints"])
+    model.load_state_dict(inference_state_dict(checkpoint, prefer_ema), strict=True)
+    codec_options = dict(hparams["codec"])
+    codec = create_codec(codec_options.pop("name"), tuple(hparams["input_size"]), **codec_options)
+    return model.eval(), keypoints, codec, hparams

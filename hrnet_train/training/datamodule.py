@@ -1,0 +1,134 @@
+"""LightningDataModule: COCO-format train/val splits (real COCO, converted LSPET or synthetic people).
+
+Shuffling uses an epoch-seeded sampler and augmentation an epoch-seeded dataset stream, so a run
+resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from hrnet_train.codecs.base import HeatmapCodec
+from hrnet_train.config_schema import DataConfig, EvalConfig
+from hrnet_train.data.augment import AugmentConfig
+from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths, seed_worker
+from hrnet_train.data.keypoints import KeypointSet
+
+
+class EpochSeededRandomSampler(Sampler[int]):
+    """A fresh permutation per epoch drawn from ``seed + epoch`` (not from the global torch RNG).
+
+    Lightning calls ``set_epoch`` before every epoch, so the order depends only on (seed, epoch).
+    """
+
+    def __init__(self, num_samples: int, seed: int) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def file_sha256(path: str | Path, length: int = 12) -> str:
+    """Short content hash printed with every run so results can be tied to the exact annotation file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+class PoseDataModule(pl.LightningDataModule):
+    """Builds the train/val TopDownCocoDatasets from the validated data and eval config sections."""
+
+    def __init__(self, data: DataConfig, evaluation: EvalConfig, keypoints: KeypointSet, codec: HeatmapCodec, seed: int) -> None:
+        super().__init__()
+        self.data = data
+        self.evaluation = evaluation
+        self.keypoints = keypoints
+        self.codec = codec
+        self.seed = seed
+        root = Path(data.root).expanduser()
+        self.train_ann, self.train_img = resolve_coco_paths(root, data.train_split, data.train_ann_file, data.train_img_dir)
+        self.val_ann, self.val_img = resolve_coco_paths(root, data.val_split, data.val_ann_file, data.val_img_dir)
+        self.train_dataset: TopDownCocoDataset | None = None
+        self.val_dataset: TopDownCocoDataset | None = None
+
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 (short) of the annotation files and of the detection file when used."""
+        hashes = {"train_ann": file_sha256(self.train_ann), "val_ann": file_sha256(self.val_ann)}
+        if self.evaluation.boxes == "det" and self.evaluation.det_file:
+            hashes["det_file"] = file_sha256(self.evaluation.det_file)
+        return hashes
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_dataset is None:
+            self.train_dataset = TopDownCocoDataset(
+                self.train_ann,
+                self.train_img,
+                self.keypoints,
+                self.codec,
+                train=True,
+                augment=AugmentConfig.from_mapping(self.data.augment),
+                color_rgb=self.data.color_rgb,
+                skip_corrupt=self.data.skip_corrupt,
+                seed=self.seed,
+            )
+        if self.val_dataset is None:
+            self.val_dataset = self.build_val_dataset()
+
+    def build_val_dataset(self) -> TopDownCocoDataset:
+        return TopDownCocoDataset(
+            self.val_ann,
+            self.val_img,
+            self.keypoints,
+            self.codec,
+            train=False,
+            boxes=self.evaluation.boxes,
+            det_file=self.evaluation.det_file,
+            det_score_thr=self.evaluation.det_score_thr,
+            color_rgb=self.data.color_rgb,
+            skip_corrupt=self.data.skip_corrupt,
+            seed=self.seed,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_dataset is not None, "setup('fit') must run first"
+        return self._loader(
+            self.train_dataset,
+            self.data.batch_size,
+            sampler=EpochSeededRandomSampler(len(self.train_dataset), self.seed),
+            drop_last=False,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_dataset is not None, "setup() must run first"
+        return self._loader(self.val_dataset, self.data.val_batch_size, sampler=None, drop_last=False)
+
+    def _loader(self, dataset: TopDownCocoDataset, batch_size: int, sampler: Sampler | None, drop_last: bool) -> DataLoader:
+        workers = self.data.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=self.data.pin_memory,
+            drop_last=drop_last,
+            worker_init_fn=seed_worker if workers > 0 else None,
+            persistent_workers=self.data.persistent_workers and workers > 0,
+        )

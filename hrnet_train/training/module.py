@@ -1,0 +1,173 @@
+"""LightningModule: heatmap regression training and COCO OKS AP validation.
+
+Validation runs the real evaluation path (flip test, codec decoding, rescoring, OKS-NMS,
+pycocotools) so ``val/AP`` is the number a user reports, and it selects the best checkpoint.
+Everything evaluation/inference needs to rebuild the model is stored in ``hyper_parameters`` as
+plain dicts/strings (the checkpoint loads with ``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from hrnet_train.codecs.base import HeatmapCodec
+from hrnet_train.config_schema import TrainConfig
+from hrnet_train.data.keypoints import KeypointSet
+from hrnet_train.evaluation.coco_metric import STAT_NAMES, evaluate_coco_keypoints, format_stats_table
+from hrnet_train.evaluation.predictions import DecodedInstances, PostprocessConfig, PredictionAccumulator, flip_test
+from hrnet_train.training.ema import ModelEMA
+from hrnet_train.training.losses import JointsMSELoss
+from hrnet_train.training.schedules import StepwiseLR, build_optimizer, scale_lr
+from hrnet_train.training.visualization import prediction_grid
+
+
+class PoseLightningModule(pl.LightningModule):
+    """Wraps a pose network; ``hparams`` is the plain dict of :func:`checkpointing.checkpoint_hparams`."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, keypoints: KeypointSet, codec: HeatmapCodec, hparams: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.keypoints = keypoints
+        self.codec = codec
+        self.save_hyperparameters(dict(hparams))
+        joint_weights = keypoints.joint_weights.tolist() if config.loss.use_joint_weights else None
+        self.loss = JointsMSELoss(config.loss.use_target_weight, joint_weights, config.loss.ohkm_topk)
+        self.channels_last = config.trainer.channels_last
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.ema = ModelEMA(model, config.ema.decay) if config.ema.enabled else None
+        self.postprocess = PostprocessConfig(in_vis_thre=config.eval.in_vis_thre, nms=config.eval.nms, oks_thre=config.eval.oks_thre)
+        self.last_stats: dict[str, float] = {}
+        self.last_table = ""
+        self._accumulator: PredictionAccumulator | None = None
+        self._vis_batch: dict[str, np.ndarray] | None = None
+        self._ema_step = -1
+
+    # ------------------------------------------------------------------ training
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self._prepare(images))
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        heatmaps = self(batch["image"])
+        loss = self.loss(heatmaps, batch["target"], batch["target_weight"])
+        size = len(batch["image"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=size)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # One EMA update per optimiser step (several batches per step with gradient accumulation).
+        if self.ema is not None and self.global_step != self._ema_step:
+            self.ema.update(self.model)
+            self._ema_step = self.global_step
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The weights validation and export use: the EMA copy when EMA is on."""
+        return self.ema.model if self.ema is not None else self.model
+
+    def global_batch_size(self) -> int:
+        trainer = self.trainer
+        return self.config.data.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+
+    def scaled_lr(self, global_batch: int) -> float:
+        opt = self.config.optimizer
+        return scale_lr(opt.lr, global_batch, opt.base_batch_size) if opt.scale_lr else opt.lr
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = self.config.optimizer
+        optimizer = build_optimizer(
+            opt.name, self.model.parameters(), self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum, opt.betas
+        )
+        max_epochs = self.trainer.max_epochs
+        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max_epochs)
+        scheduler = StepwiseLR(optimizer, self.config.scheduler, steps_per_epoch, max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # ------------------------------------------------------------------ validation
+
+    def on_validation_epoch_start(self) -> None:
+        self._accumulator = PredictionAccumulator(self.codec, self.keypoints.sigmas, self.postprocess)
+        self._vis_batch = None
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        images = self._prepare(batch["image"])
+        network = self.evaluated_model
+        if self.config.eval.flip_test:
+            heatmaps = flip_test(network, images, self.codec, self.keypoints.flip_index)
+        else:
+            heatmaps = network(images)
+        heatmaps = heatmaps.float()
+        if self.config.eval.boxes == "gt":  # with detector boxes the targets are dummies (spec 9.15)
+            loss = self.loss(heatmaps, batch["target"], batch["target_weight"])
+            self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(images))
+        assert self._accumulator is not None
+        self._accumulator.add(heatmaps, batch["meta"])
+        if batch_idx == 0 and self.config.eval.num_vis_images > 0:
+            n = self.config.eval.num_vis_images
+            self._vis_batch = {
+                "images": batch["image"][:n].float().cpu().numpy(),
+                "heatmaps": heatmaps[:n].cpu().numpy(),
+                "targets": batch["target"][:n].float().cpu().numpy(),
+                "weights": batch["target_weight"][:n].float().cpu().numpy(),
+            }
+
+    def on_validation_epoch_end(self) -> None:
+        assert self._accumulator is not None
+        instances = self._accumulator.instances()
+        if self.trainer.world_size > 1:
+            gathered = self.all_gather({k: torch.from_numpy(v) for k, v in instances.as_arrays().items()})
+            instances = DecodedInstances.from_arrays(gathered)
+        results = self._accumulator.results(instances)
+        coco = self.trainer.datamodule.val_dataset.coco
+        stats = evaluate_coco_keypoints(coco, results, sigmas=self.keypoints.sigmas)
+        self.last_stats = stats
+        self.log_dict({f"val/{name}": stats[name] for name in STAT_NAMES}, on_step=False, on_epoch=True)
+        box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
+        self.last_table = format_stats_table({f"epoch {self.current_epoch}": stats}, box_source)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self.print(self.last_table)
+            self._log_to_tensorboard()
+
+    def _log_to_tensorboard(self) -> None:
+        """AP table as text and the prediction grid as an image (TensorBoard only; CSV has no such types)."""
+        experiment = getattr(self.logger, "experiment", None)
+        if not hasattr(experiment, "add_image"):
+            return
+        experiment.add_text("val/AP_table", self.last_table, self.global_step)
+        if self._vis_batch is None:
+            return
+        vis = self._vis_batch
+        stride = np.array(self.codec.input_size[::-1], dtype=np.float64) / np.array(self.codec.heatmap_size[::-1])
+        pred, _ = self.codec.decode(vis["heatmaps"])
+        gt, _ = self.codec.decode(vis["targets"])
+        grid = prediction_grid(
+            vis["images"], pred * stride, gt * stride, vis["weights"] > 0, self.keypoints.skeleton, color_rgb=self.config.data.color_rgb
+        )
+        experiment.add_image("val/predictions_vs_gt", grid, self.global_step, dataformats="HWC")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning stores an AttributeDict; a plain dict keeps the file loadable with weights_only=True.
+        checkpoint["hyper_parameters"] = _plain(dict(self.hparams))
+
+
+def _plain(value: Any) -> Any:
+    """Deep copy into builtin containers (dict/list) that torch's weights_only unpickler accepts."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

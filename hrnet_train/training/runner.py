@@ -1,0 +1,245 @@
+"""One training run from a validated config: build everything, fit, evaluate the best checkpoint, report.
+
+``train.py`` (Hydra) calls :func:`run_training` after validation; tests and notebooks call it directly
+with a config from :func:`hrnet_train.config_schema.validate_train_config`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from hrnet_train.codecs import create_codec
+from hrnet_train.complexity import complexity_report
+from hrnet_train.config_schema import TrainConfig
+from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.data.synthetic import ensure_synthetic_dataset
+from hrnet_train.evaluation.coco_metric import format_stats_table
+from hrnet_train.models import create_model
+from hrnet_train.sizes import format_size
+from hrnet_train.training.callbacks import DatasetEpochSeeder, ThroughputMonitor
+from hrnet_train.training.checkpointing import (
+    CHECKPOINT_SUBDIR,
+    LAST_CHECKPOINT,
+    AtomicCheckpointIO,
+    checkpoint_hparams,
+    resolve_ckpt_path,
+)
+from hrnet_train.training.datamodule import PoseDataModule
+from hrnet_train.training.module import PoseLightningModule
+
+RESOLVED_CONFIG_NAME = "config_resolved.yaml"
+REPORT_NAME = "report.json"
+
+
+def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
+    """Train and evaluate; returns the report (final stats of the best checkpoint, complexity, timings).
+
+    ``resolved`` is the plain resolved config (saved in the run dir and in every checkpoint).
+    """
+    start = time.perf_counter()
+    if config.run_dir is None:
+        raise ValueError("run_dir: required (train.py sets it to Hydra's output dir)")
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    if config.trainer.num_threads is not None:
+        torch.set_num_threads(config.trainer.num_threads)
+    _save_resolved_config(resolved, run_dir)
+
+    data = config.data
+    if data.generate_synthetic:
+        ensure_synthetic_dataset(data.root, **data.synthetic)
+    input_size = data.input_hw
+    keypoints = load_keypoint_set(config.keypoints)
+    codec_options = dict(config.codec)
+    codec = create_codec(codec_options.pop("name"), input_size, **codec_options)
+    model = create_model(config.model, num_joints=keypoints.num_joints)
+    datamodule = PoseDataModule(data, config.eval, keypoints, codec, config.seed)
+    module = PoseLightningModule(model, config, keypoints, codec, checkpoint_hparams(resolved, input_size, keypoints.num_joints))
+
+    checkpoint = _best_checkpoint(config, run_dir)
+    callbacks: list[pl.Callback] = [
+        checkpoint,
+        *([_last_checkpoint(run_dir)] if config.callbacks.checkpoint.save_last else []),
+        ThroughputMonitor(),
+        DatasetEpochSeeder(),
+    ]
+    if config.trainer.enable_progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=config.trainer.progress_refresh_rate))
+    if config.callbacks.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(config.callbacks.checkpoint.monitor, patience=config.callbacks.early_stopping_patience, mode=config.callbacks.checkpoint.mode))
+    callbacks.extend(extra_callbacks or [])
+    logger = _build_logger(config, run_dir)
+    trainer = _build_trainer(config, run_dir, logger, callbacks)
+
+    ckpt_path = resolve_ckpt_path(config.ckpt_path, run_dir, run_dir.parent)
+    _print_banner(config, module, trainer, datamodule, ckpt_path, run_dir, input_size)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    fit_seconds = time.perf_counter() - start
+
+    best = checkpoint.best_model_path or None
+    trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    stats = dict(module.last_stats)
+    complexity = complexity_report(module.evaluated_model, input_size)
+    report = {
+        "experiment": config.experiment_name,
+        "run_dir": str(run_dir),
+        "best_checkpoint": best,
+        "last_checkpoint": str(run_dir / CHECKPOINT_SUBDIR / LAST_CHECKPOINT) if config.callbacks.checkpoint.save_last else None,
+        "boxes": config.eval.boxes,
+        "flip_test": config.eval.flip_test,
+        "stats": stats,
+        "model": config.model.get("name"),
+        "input_size": format_size(input_size),
+        "complexity": complexity,
+        "epochs": trainer.current_epoch,
+        "fit_seconds": fit_seconds,
+        "wall_seconds": time.perf_counter() - start,
+    }
+    if isinstance(logger, TensorBoardLogger):
+        logger.log_hyperparams(_hparam_summary(config, input_size), {f"hp/{k}": v for k, v in stats.items()})
+    _write_report(report, run_dir, config)
+    return report
+
+
+def _best_checkpoint(config: TrainConfig, run_dir: Path) -> ModelCheckpoint:
+    """Top-k checkpoints by the monitored metric (val/AP, max): ``best-epochNNN.ckpt``."""
+    options = config.callbacks.checkpoint
+    return ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_SUBDIR,
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=options.monitor,
+        mode=options.mode,
+        save_top_k=options.save_top_k,
+        save_last=False,
+        every_n_epochs=options.every_n_epochs,
+    )
+
+
+def _last_checkpoint(run_dir: Path) -> ModelCheckpoint:
+    """``last.ckpt`` after every validation, whether or not it improved the best.
+
+    A separate callback because Lightning 2.6's ``save_last`` only writes when a top-k file was saved
+    in the same step, which would leave a stale last.ckpt to resume from.
+    """
+    return ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_SUBDIR,
+        filename=Path(LAST_CHECKPOINT).stem,
+        monitor=None,
+        save_top_k=1,
+        save_last=False,
+        enable_version_counter=False,
+    )
+
+
+def _build_logger(config: TrainConfig, run_dir: Path) -> Logger:
+    if config.logger.name == "csv":
+        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False, log_graph=config.logger.log_graph)
+
+
+def _build_trainer(config: TrainConfig, run_dir: Path, logger: Logger, callbacks: list[pl.Callback]) -> pl.Trainer:
+    t = config.trainer
+    optional = {
+        name: getattr(t, name)
+        for name in ("limit_train_batches", "limit_val_batches", "gradient_clip_val", "benchmark")
+        if getattr(t, name) is not None
+    }
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.lightning_precision,
+        max_epochs=t.max_epochs,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        deterministic=t.deterministic,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        log_every_n_steps=t.log_every_n_steps,
+        num_sanity_val_steps=t.num_sanity_val_steps,
+        # SyncBatchNorm raises on CPU tensors (stack.md): only on GPUs.
+        sync_batchnorm=t.uses_gpu and t.devices * t.num_nodes > 1,
+        enable_progress_bar=t.enable_progress_bar,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(run_dir),
+        enable_model_summary=False,
+        **optional,
+    )
+
+
+@rank_zero_only
+def _save_resolved_config(resolved: Mapping[str, Any], run_dir: Path) -> None:
+    (run_dir / RESOLVED_CONFIG_NAME).write_text(yaml.safe_dump(dict(resolved), sort_keys=False))
+
+
+@rank_zero_only
+def _print_banner(config: TrainConfig, module: PoseLightningModule, trainer: pl.Trainer, datamodule: PoseDataModule,
+                  ckpt_path: str | None, run_dir: Path, input_size: tuple[int, int]) -> None:
+    global_batch = config.data.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+    opt = config.optimizer
+    scaled = module.scaled_lr(global_batch)
+    hashes = ", ".join(f"{k} {v}" for k, v in datamodule.file_hashes().items())
+    lines = [
+        f"run dir        : {run_dir}",
+        f"experiment     : {config.experiment_name}  model {config.model.get('name')}  input {format_size(input_size)}"
+        f"  codec {config.codec.get('name')} (sigma {config.codec.get('sigma')})  keypoints {config.keypoints.get('name')}",
+        f"devices        : {trainer.world_size} x {config.trainer.accelerator} ({trainer.num_devices} per node, {trainer.num_nodes} node(s))"
+        f"  precision {config.trainer.lightning_precision}  channels_last {config.trainer.channels_last}"
+        f"  torch threads {torch.get_num_threads()}  data workers {config.data.num_workers}",
+        f"global batch   : {global_batch} = {config.data.batch_size} per device x {trainer.world_size} x {trainer.accumulate_grad_batches} accumulation",
+        f"learning rate  : {scaled:.6g} = {opt.lr:g} x {global_batch}/{opt.base_batch_size}" if opt.scale_lr
+        else f"learning rate  : {scaled:.6g} (linear scaling off)",
+        f"schedule       : {config.scheduler.name} {list(config.scheduler.milestones) if config.scheduler.name == 'multistep' else ''}"
+        f" warmup {config.scheduler.warmup_iters} it, {config.trainer.max_epochs} epochs",
+        f"seed           : {config.seed}  deterministic {config.trainer.deterministic}",
+        f"data           : {config.data.root}  sha256 {hashes}",
+        f"resume from    : {ckpt_path or '-'}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _hparam_summary(config: TrainConfig, input_size: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "model": str(config.model.get("name")),
+        "input_size": format_size(input_size),
+        "codec": str(config.codec.get("name")),
+        "sigma": float(config.codec.get("sigma", 0.0)),
+        "lr": config.optimizer.lr,
+        "base_batch_size": config.optimizer.base_batch_size,
+        "batch_size": config.data.batch_size,
+        "max_epochs": config.trainer.max_epochs,
+        "scheduler": config.scheduler.name,
+        "precision": config.trainer.lightning_precision,
+        "ema": config.ema.enabled,
+        "seed": config.seed,
+    }
+
+
+@rank_zero_only
+def _write_report(report: dict[str, Any], run_dir: Path, config: TrainConfig) -> None:
+    (run_dir / REPORT_NAME).write_text(json.dumps(report, indent=2))
+    box_source = "gt" if config.eval.boxes == "gt" else "detector"
+    c = report["complexity"]
+    print(
+        "\n=== final report ===\n"
+        + format_stats_table({f"{report['model']} {report['input_size']} (best ckpt)": report["stats"]}, box_source)
+        + f"\nflip test {report['flip_test']}, {report['epochs']} epochs, best checkpoint {report['best_checkpoint']}"
+        + f"\nparams {c['params'] / 1e6:.3f} M, {c['paper_gmacs']:.3f} GMACs (paper convention), "
+        f"{c['true_gmacs']:.3f} GMACs (true), {c['gflops']:.3f} GFLOPs at {c['input_size']}"
+        + f"\nwall time {report['wall_seconds']:.1f} s (fit {report['fit_seconds']:.1f} s)  -> {run_dir / REPORT_NAME}",
+        flush=True,
+    )

@@ -1,0 +1,92 @@
+"""Atomic checkpoint writes, weights_only loading and ckpt_path resolution."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hrnet_train.training import checkpointing
+from hrnet_train.training.checkpointing import (
+    AtomicCheckpointIO,
+    inference_state_dict,
+    load_checkpoint,
+    resolve_ckpt_path,
+)
+
+
+def _checkpoint(value: float) -> dict:
+    return {
+        "epoch": 3,
+        "state_dict": {"model.w": torch.full((4,), value), "ema.model.w": torch.full((4,), value + 1)},
+        "hyper_parameters": {"model_name": "hrnet_tiny", "input_size": [128, 96], "codec": {"name": "legacy", "sigma": 2.0}},
+    }
+
+
+def test_crash_during_save_keeps_previous_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(_checkpoint(1.0), path)
+
+    real_save = torch.save
+
+    def crash_halfway(obj, stream, *args, **kwargs):
+        real_save(obj, stream, *args, **kwargs)  # bytes are written to the temp file ...
+        stream.truncate(stream.tell() // 2)  # ... half of them survive ...
+        raise OSError("disk full")  # ... and the process dies before the rename
+
+    monkeypatch.setattr(checkpointing.torch, "save", crash_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint(_checkpoint(2.0), path)
+    monkeypatch.undo()
+
+    restored = io.load_checkpoint(path)
+    assert torch.equal(restored["state_dict"]["model.w"], torch.full((4,), 1.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+def test_save_replaces_and_loads_with_weights_only(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "best.ckpt"
+    AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), path)
+    AtomicCheckpointIO().save_checkpoint(_checkpoint(5.0), path)
+    loaded = torch.load(path, weights_only=True)
+    assert torch.equal(loaded["state_dict"]["model.w"], torch.full((4,), 5.0))
+    assert loaded["hyper_parameters"]["codec"] == {"name": "legacy", "sigma": 2.0}
+
+
+def test_inference_state_dict_prefers_ema(tmp_path: Path) -> None:
+    checkpoint = _checkpoint(1.0)
+    assert torch.equal(inference_state_dict(checkpoint)["w"], torch.full((4,), 2.0))
+    assert torch.equal(inference_state_dict(checkpoint, prefer_ema=False)["w"], torch.full((4,), 1.0))
+    with pytest.raises(ValueError, match="no 'model.\\*' keys"):
+        inference_state_dict({"state_dict": {"other.w": torch.zeros(1)}})
+
+
+def test_resolve_last_prefers_own_run_then_newest_run(tmp_path: Path) -> None:
+    runs = tmp_path / "outputs" / "exp"
+    old, new, current = runs / "2026-01-01", runs / "2026-01-02", runs / "2026-01-03"
+    for run in (old, new):
+        (run / "checkpoints").mkdir(parents=True)
+        torch.save({}, run / "checkpoints" / "last.ckpt")
+    os.utime(old / "checkpoints" / "last.ckpt", (time.time() - 100, time.time() - 100))
+    current.mkdir()
+    assert resolve_ckpt_path("last", current, runs) == str(new / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path("last", old, runs) == str(old / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path(None, current, runs) is None
+
+
+def test_resolve_missing_checkpoint_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path, tmp_path)
+    with pytest.raises(FileNotFoundError, match="ckpt_path=last"):
+        resolve_ckpt_path("last", tmp_path / "run", tmp_path)
+
+
+def test_load_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
+    path = tmp_path / "evil.ckpt"
+    torch.save({"hyper_parameters": {"when": time.struct_time((2026, 1, 1, 0, 0, 0, 0, 1, 0))}}, path)
+    with pytest.raises(Exception, match="weights_only"):
+        load_checkpoint(path)

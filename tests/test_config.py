@@ -1,0 +1,108 @@
+"""Config validation: bad fields fail fast (before torch/Lightning or any data) with a message that
+names the field and a non-zero exit code; the composed default config passes the schema."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+
+from hrnet_train.config_schema import (
+    ConfigError,
+    TrainConfig,
+    check_model_section,
+    register_resolvers,
+    validate_train_config,
+)
+from hrnet_train.paths import REPO_ROOT, config_dir
+
+TRAIN_PY = REPO_ROOT / "train.py"
+register_resolvers()
+
+
+def _compose(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.run_dir = "/tmp/unused"  # ${hydra:runtime.output_dir} exists only inside a Hydra app
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _run_cli(*overrides: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TRAIN_PY), *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs: expected an integer, got 'abc'"),
+        ("data.input_size=250x192", "data.input_size: 250x192 (height x width) must be divisible by 32"),
+        ("data.root=/nonexistent/coco data.generate_synthetic=false", "data.root: data directory '/nonexistent/coco' does not exist"),
+        ("model.name=hrnet_w999", "model.name: unknown model 'hrnet_w999'"),
+        ("trainer.precision=8", "trainer.precision: expected one of"),
+    ],
+)
+def test_cli_rejects_bad_field_before_training(override: str, message: str, tmp_path: Path) -> None:
+    result = _run_cli(*override.split(), tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
+    assert "GPU available" not in result.stdout + result.stderr  # Lightning never started
+
+
+def test_cli_rejects_unknown_model_group(tmp_path: Path) -> None:
+    result = _run_cli("model=nonexistent", tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'model/nonexistent'" in result.stderr
+
+
+def test_cli_missing_data_root_for_coco(tmp_path: Path) -> None:
+    result = _run_cli("experiment=coco_w32_256x192", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "data.root: missing mandatory value" in result.stderr
+
+
+def test_default_config_is_valid_and_typed() -> None:
+    config = validate_train_config(_compose())
+    assert isinstance(config, TrainConfig)
+    assert config.data.input_hw == (128, 96)
+    assert config.trainer.lightning_precision == "bf16-mixed"
+    assert config.data.generate_synthetic is True
+    # the main job (`python train.py`): small HRNet, 6 epochs, one torch thread + one data worker
+    assert (config.model["name"], config.trainer.max_epochs, config.trainer.num_threads, config.data.num_workers) == (
+        "hrnet_w18_small_v1", 6, 1, 1
+    )
+    check_model_section(config)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "model", "size", "lr", "base_batch", "global_batch"),
+    [("coco_w32_256x192", "hrnet_w32", (256, 192), 1e-3, 128, 128), ("coco_w48_384x288", "hrnet_w48", (384, 288), 1e-3, 96, 96)],
+)
+def test_reference_experiments(experiment: str, model: str, size: tuple, lr: float, base_batch: int, global_batch: int, tmp_path: Path) -> None:
+    config = validate_train_config(_compose(f"experiment={experiment}", f"data.root={tmp_path}"))
+    assert (config.model["name"], config.data.input_hw) == (model, size)
+    assert (config.optimizer.name, config.optimizer.lr, config.optimizer.base_batch_size) == ("adam", lr, base_batch)
+    assert config.global_batch_size == global_batch
+    assert (config.scheduler.name, config.scheduler.milestones, config.scheduler.reference_step_offset) == ("multistep", (170, 200), True)
+    assert config.trainer.max_epochs == 210
+
+
+def test_lspet_experiment_uses_14_joints(tmp_path: Path) -> None:
+    config = validate_train_config(_compose("experiment=lspet_cpu", f"data.root={tmp_path}"))
+    assert config.keypoints["name"] == "lspet14"
+    assert config.trainer.lightning_precision == "bf16-mixed" and config.trainer.channels_last
+
+
+def test_unknown_field_is_named() -> None:
+    raw = _compose()
+    raw["optimizer"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match="optimizer.learning_rate: unknown field"):
+        validate_train_config(raw)

@@ -1,0 +1,142 @@
+"""End-to-end training on a tiny synthetic set: checkpoints, TensorBoard scalars, AP, exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from hrnet_train.config_schema import register_resolvers, validate_train_config
+from hrnet_train.data.synthetic import ensure_synthetic_dataset
+from hrnet_train.paths import config_dir
+from hrnet_train.training.checkpointing import load_checkpoint, load_pose_model
+from hrnet_train.training.ema import ModelEMA
+from hrnet_train.training.runner import run_training
+
+register_resolvers()
+
+SYNTHETIC = {"num_train": 12, "num_val": 4, "seed": 3, "image_size": "128x128", "min_person_height": 40.0, "workers": 1}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: bit-reproducible and immune to OpenMP spin-waits on a shared CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic_tiny")
+    return ensure_synthetic_dataset(root, **SYNTHETIC)
+
+
+def _config(root: Path, run_dir: Path, *overrides: str):
+    base = [
+        "model=hrnet_tiny",
+        f"data.root={root}",
+        "data.generate_synthetic=false",
+        "data.input_size=128x96",
+        "data.batch_size=8",
+        "data.val_batch_size=16",
+        "data.num_workers=0",
+        "trainer.max_epochs=2",
+        "trainer.precision=32",
+        "trainer.channels_last=false",
+        "trainer.deterministic=true",
+        "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=1",
+        "scheduler.warmup_iters=3",
+        "eval.num_vis_images=4",
+        *overrides,
+    ]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=base)
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return validate_train_config(resolved), resolved
+
+
+class StopAfterEpoch(pl.Callback):
+    """Simulates an interrupted run: stop once ``epochs`` epochs (incl. validation + checkpoint) are done."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+def test_fit_writes_checkpoints_tensorboard_and_ap(tiny_root: Path, tmp_path: Path) -> None:
+    config, resolved = _config(tiny_root, tmp_path / "run")
+    report = run_training(config, resolved)
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    best = sorted(p.name for p in checkpoints.glob("best-epoch*.ckpt"))
+    assert len(best) == 1 and (checkpoints / "last.ckpt").is_file()
+    assert report["best_checkpoint"] == str(checkpoints / best[0])
+    assert 0.0 <= report["stats"]["AP"] <= 1.0 and set(report["stats"]) >= {"AP", "AP50", "AR"}
+    assert report["complexity"]["params"] == sum(p.numel() for p in load_pose_model(checkpoints / "last.ckpt")[0].parameters())
+    assert (tmp_path / "run" / "config_resolved.yaml").is_file()
+
+    last = load_checkpoint(checkpoints / "last.ckpt")  # weights_only=True
+    assert last["epoch"] == 1 and last["global_step"] == 2 * last["lr_schedulers"][0]["steps_per_epoch"]
+    hp = last["hyper_parameters"]
+    assert (hp["model_name"], hp["keypoints_name"], hp["input_size"], hp["codec"]["name"]) == ("hrnet_tiny", "coco17", [128, 96], "legacy")
+    model, keypoints, codec, _ = load_pose_model(checkpoints / best[0])
+    assert keypoints.num_joints == 17 and codec.input_size == (128, 96) and codec.heatmap_size == (32, 24)
+    assert model(torch.zeros(1, 3, 128, 96)).shape == (1, 17, 32, 24)
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "train/loss_epoch", "train/lr", "train/samples_per_s", "train/epoch_time_s", "val/AP", "val/AR", "val/loss"} <= scalars
+    assert [e.step for e in events.Scalars("train/epoch_time_s")] != []
+    assert "val/predictions_vs_gt" in events.Tags()["images"]
+
+
+def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path) -> None:
+    schedule = ("scheduler.name=multistep", "scheduler.milestones=[1]", "scheduler.warmup_iters=0")
+    full_config, full_resolved = _config(tiny_root, tmp_path / "full", *schedule)
+    run_training(full_config, full_resolved)
+
+    part_config, part_resolved = _config(tiny_root, tmp_path / "part", *schedule)
+    run_training(part_config, part_resolved, extra_callbacks=[StopAfterEpoch(1)])
+    interrupted = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.ckpt")
+    assert interrupted["epoch"] == 0
+
+    resumed_config, resumed_resolved = _config(tiny_root, tmp_path / "part", *schedule, "ckpt_path=last")
+    run_training(resumed_config, resumed_resolved)
+
+    full = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    resumed = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.ckpt")
+    assert resumed["epoch"] == full["epoch"] == 1 and resumed["global_step"] == full["global_step"]
+    assert full["state_dict"].keys() == resumed["state_dict"].keys()
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    assert resumed["lr_schedulers"][0]["_last_lr"] == full["lr_schedulers"][0]["_last_lr"] == [pytest.approx(0.1 * 0.002 * 8 / 32)]
+
+
+def test_ema_update_follows_warmup_decay() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    ema = ModelEMA(model, decay=0.5)
+    with torch.no_grad():
+        model[0].weight.fill_(3.0)
+        model[1].running_mean.fill_(7.0)
+    ema.update(model)  # n=0: decay = min(0.5, 1/10) = 0.1 -> 0.1*1 + 0.9*3
+    assert torch.allclose(ema.model[0].weight, torch.full((1, 2), 2.8))
+    assert ema.model[1].running_mean.item() == 7.0  # buffers are copied
+    ema.update(model)  # n=1: decay = min(0.5, 2/11) -> 2.8 + (3 - 2.8) * 9/11
+    assert torch.allclose(ema.model[0].weight, torch.full((1, 2), 2.8 * 2 / 11 + 3.0 * 9 / 11))
+    assert not ema.train().model.training
