@@ -101,6 +101,7 @@ class DataConfig:
     skip_corrupt: bool = False
     generate_synthetic: bool = False
     synthetic: dict = field(default_factory=dict)
+    lspet_source: str | None = None   # LSPET folder (joints.mat + images/) converted into root when missing
     augment: dict = field(default_factory=dict)
 
     def check(self, prefix: str) -> DataConfig:
@@ -111,11 +112,13 @@ class DataConfig:
         for name in ("batch_size", "val_batch_size"):
             _at_least(getattr(self, name), 1, f"{prefix}.{name}")
         _at_least(self.num_workers, 0, f"{prefix}.num_workers")
-        if not self.generate_synthetic and not Path(self.root).expanduser().is_dir():
+        if self.lspet_source is not None and not (Path(self.lspet_source).expanduser() / "joints.mat").is_file():
+            raise ConfigError(f"{prefix}.lspet_source: no joints.mat in {self.lspet_source!r} (expected the LSPET folder)")
+        if not self.generate_synthetic and self.lspet_source is None and not Path(self.root).expanduser().is_dir():
             raise ConfigError(f"{prefix}.root: data directory {self.root!r} does not exist")
         for name in ("train_ann_file", "val_ann_file"):
             value = getattr(self, name)
-            if value is not None and not self.generate_synthetic and not self._resolve(value).is_file():
+            if value is not None and not self.generate_synthetic and self.lspet_source is None and not self._resolve(value).is_file():
                 raise ConfigError(f"{prefix}.{name}: annotation file {value!r} does not exist")
         return self
 
@@ -290,12 +293,14 @@ class TrainConfig:
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers the config tree uses: ``${hrnet_data_dir:}`` = the checkout's data/ folder."""
+    """OmegaConf resolvers the config tree uses: ``${hrnet_data_dir:}`` = the checkout's data/ folder,
+    ``${hrnet_shared_data_dir:}`` = the shared real data (``../shared/data`` or ``$HRNET_SHARED_DATA``)."""
     from omegaconf import OmegaConf
 
-    from hrnet_train.paths import data_dir
+    from hrnet_train.paths import data_dir, shared_data_dir
 
     OmegaConf.register_new_resolver("hrnet_data_dir", lambda: str(data_dir()), replace=True)
+    OmegaConf.register_new_resolver("hrnet_shared_data_dir", lambda: str(shared_data_dir()), replace=True)
 
 
 def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collection[str] | None = None) -> TrainConfig:

@@ -178,6 +178,17 @@ def convert_lspet(
     )
 
 
+def ensure_lspet_dataset(src: str | Path, out: str | Path, train_last: int = 8500, val_last: int = 9000) -> Path:
+    """Convert LSPET into ``out`` unless both split files are already there; returns ``out``.
+
+    Training configs call this so ``experiment=lspet_cpu`` works from a fresh checkout.
+    """
+    out = Path(out)
+    if not all((out / "annotations" / f"person_keypoints_{split}.json").is_file() for split in SPLITS):
+        convert_lspet(src, out, train_last=train_last, val_last=val_last)
+    return out
+
+
 def parse_key_values(argv: list[str], allowed: dict[str, type]) -> dict[str, object]:
     """Parse ``key=value`` command-line arguments (Hydra-style) against ``allowed`` names and types."""
     values: dict[str, object] = {}

@@ -8,10 +8,11 @@ and only persons with both torso joints visible (otherwise the scale is undefine
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pycocotools.coco import COCO
 
 from hrnet_train.data.keypoints import KeypointSet
 
@@ -101,3 +102,39 @@ def torso_pck(
         all_joints=pooled(list(range(j))),
         num_persons=int(valid_person.sum()),
     )
+
+
+def _ground_truth_persons(coco: COCO, num_joints: int) -> list[dict]:
+    """Non-crowd annotations with at least one labelled joint, in annotation-id order."""
+    persons = []
+    for ann in coco.loadAnns(coco.getAnnIds(iscrowd=False)):
+        values = ann.get("keypoints") or []
+        if len(values) == 3 * num_joints and max(values[2::3]) > 0:
+            persons.append(ann)
+    return persons
+
+
+def annotation_pck(
+    coco: COCO, keypoint_set: KeypointSet, predictions: Mapping[int, np.ndarray], alpha: float = 0.2
+) -> PCKResult:
+    """Torso PCK over every labelled ground-truth person; ``predictions`` maps annotation id -> (J, 2+).
+
+    A person without a prediction counts all its visible joints as wrong (so a detector that misses
+    a person cannot raise the score).
+    """
+    j = keypoint_set.num_joints
+    persons = _ground_truth_persons(coco, j)
+    if not persons:
+        raise ValueError("PCK: the ground truth has no person with labelled keypoints")
+    truth = np.array([p["keypoints"] for p in persons], dtype=np.float64).reshape(-1, j, 3)
+    predicted = np.full((len(persons), j, 2), np.nan)
+    for row, person in enumerate(persons):
+        if person["id"] in predictions:
+            predicted[row] = np.asarray(predictions[person["id"]], dtype=np.float64).reshape(j, -1)[:, :2]
+    return torso_pck(predicted, truth[:, :, :2], truth[:, :, 2] > 0, keypoint_set, alpha)
+
+
+def pck_applies(keypoint_set: KeypointSet) -> bool:
+    """Single-person LSPET-style sets (torso and limb joints named as in LSPET) get PCK by default."""
+    needed = set(TORSO_JOINTS) | set(LSPET_LIMB_JOINTS)
+    return keypoint_set.name.startswith("lspet") and needed <= set(keypoint_set.names)

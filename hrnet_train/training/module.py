@@ -19,7 +19,8 @@ from torch import nn
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import TrainConfig
 from hrnet_train.data.keypoints import KeypointSet
-from hrnet_train.evaluation.coco_metric import STAT_NAMES, evaluate_coco_keypoints, format_stats_table
+from hrnet_train.evaluation.coco_metric import evaluate_coco_keypoints, format_stats_table
+from hrnet_train.evaluation.pck import annotation_pck, pck_applies
 from hrnet_train.evaluation.predictions import DecodedInstances, PostprocessConfig, PredictionAccumulator, flip_test
 from hrnet_train.training.ema import ModelEMA
 from hrnet_train.training.losses import JointsMSELoss
@@ -132,8 +133,14 @@ class PoseLightningModule(pl.LightningModule):
         results = self._accumulator.results(instances)
         coco = self.trainer.datamodule.val_dataset.coco
         stats = evaluate_coco_keypoints(coco, results, sigmas=self.keypoints.sigmas)
+        dataset = self.trainer.datamodule.val_dataset
+        if self.config.eval.boxes == "gt" and pck_applies(self.keypoints):
+            # One prediction per GT box, before NMS, as evaluate.py reports it (torso PCK@0.2).
+            annotation_ids = [dataset.records[i].annotation_id for i in instances.indices]
+            pck = annotation_pck(coco, self.keypoints, dict(zip(annotation_ids, instances.keypoints, strict=True)))
+            stats = {**stats, "PCK_limbs": pck.limbs, "PCK_all": pck.all_joints}
         self.last_stats = stats
-        self.log_dict({f"val/{name}": stats[name] for name in STAT_NAMES}, on_step=False, on_epoch=True)
+        self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True)
         box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
         self.last_table = format_stats_table({f"epoch {self.current_epoch}": stats}, box_source)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:

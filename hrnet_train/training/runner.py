@@ -23,6 +23,7 @@ from hrnet_train.codecs import create_codec
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import TrainConfig
 from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.data.lspet import ensure_lspet_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.evaluation.coco_metric import format_stats_table
 from hrnet_train.models import create_model
@@ -60,6 +61,8 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     data = config.data
     if data.generate_synthetic:
         ensure_synthetic_dataset(data.root, **data.synthetic)
+    if data.lspet_source is not None:
+        ensure_lspet_dataset(data.lspet_source, data.root)
     input_size = data.input_hw
     keypoints = load_keypoint_set(config.keypoints)
     codec_options = dict(config.codec)
