@@ -8,11 +8,12 @@ Both paths turn a batch of crops into image-pixel keypoints (N, J, 3) with the l
   each flip pair, the one-pixel shift); vectorised argmax as ``get_max_preds``, then the Python
   loop over every instance and joint for the quarter offset and over every instance and joint for
   the inverse affine (``get_final_preds`` / ``transform_preds``).
-* ours: ``hrnet_train.evaluation.predictions`` (``flip_test`` + ``decode_batch``: vectorised decode
-  and back-projection) under ``inference_mode`` (what Lightning validation uses), in
-  (a) fp32 NCHW -- isolates the decode/flip gain -- and (b) bf16 autocast + channels_last.
-* candidates: (a) and (b) with the flip pass merged into the first (one forward on the concatenation
-  of the batch and its mirror), to show what merging would buy.
+* ours: the shipped path, ``hrnet_train.evaluation.predictions`` (``flip_test``: one forward pass on
+  the batch concatenated with its mirror, then ``decode_batch``: vectorised decode and back-projection)
+  under ``inference_mode`` (what Lightning validation uses), in (a) fp32 NCHW -- isolates the
+  decode/flip gain -- and (b) bf16 autocast + channels_last.
+* ablation: (a) and (b) with the flip test as two forward passes (the batch, then its mirror), to show
+  what the merged pass buys.
 
 fp32 "ours" must reproduce the reference keypoints (checked before timing). bf16 is not compared:
 with untrained weights the heatmaps are nearly flat and any rounding moves the argmax anywhere
@@ -104,18 +105,17 @@ def reference_path(model: torch.nn.Module, device: torch.device, keypoints: Keyp
 
 def ours_path(
     model: torch.nn.Module, device: torch.device, keypoints: KeypointSet, codec: HeatmapCodec, flip: bool,
-    bf16: bool, channels_last: bool, merge_flip: bool = False,
+    bf16: bool, channels_last: bool, two_flip_passes: bool = False,
 ) -> EvalPath:
     layout = torch.channels_last if channels_last else torch.contiguous_format
 
     def forward(images: torch.Tensor) -> torch.Tensor:
         if not flip:
             return model(images)
-        if not merge_flip:
+        if not two_flip_passes:
             return flip_test(model, images, codec, keypoints.flip_index)
-        both = model(torch.cat([images, torch.flip(images, dims=[3])]))
-        plain, mirrored = both.chunk(2)
-        return (plain + codec.flip_back(mirrored, keypoints.flip_index)) / 2.0
+        mirrored = model(torch.flip(images, dims=[3]))
+        return (model(images) + codec.flip_back(mirrored, keypoints.flip_index)) / 2.0
 
     def run(images: torch.Tensor, meta: dict) -> np.ndarray:
         with torch.inference_mode(), autocast(device, bf16):
@@ -185,11 +185,11 @@ def main() -> None:
                 "ours bf16+channels_last": ours_path(ours_model, device, keypoints, codec, flip, bf16=True, channels_last=True),
             }
             if flip:
-                paths["candidate: fp32 NCHW, one merged flip pass"] = ours_path(
-                    reference_model, device, keypoints, codec, flip, bf16=False, channels_last=False, merge_flip=True
+                paths["ablation: fp32 NCHW, two flip passes"] = ours_path(
+                    reference_model, device, keypoints, codec, flip, bf16=False, channels_last=False, two_flip_passes=True
                 )
-                paths["candidate: bf16+cl, one merged flip pass"] = ours_path(
-                    ours_model, device, keypoints, codec, flip, bf16=True, channels_last=True, merge_flip=True
+                paths["ablation: bf16+cl, two flip passes"] = ours_path(
+                    ours_model, device, keypoints, codec, flip, bf16=True, channels_last=True, two_flip_passes=True
                 )
             for batch_size in batch_sizes:
                 runs = {name: per_batch(path, images, meta, batch_size) for name, path in paths.items()}

@@ -50,6 +50,7 @@ class TrainerConfig:
     limit_train_batches: float | None = None
     limit_val_batches: float | None = None
     channels_last: bool = False
+    tf32: bool = False  # GPU only: fp32 convolutions/matmuls on TF32 tensor cores (runner._set_tf32)
     num_threads: int | None = None  # torch intra-op threads of the main process; null = torch default
     enable_progress_bar: bool = True
     progress_refresh_rate: int = 1

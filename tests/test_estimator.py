@@ -104,6 +104,26 @@ def test_flip_test_equals_the_evaluation_path(model, estimator):
     assert not np.allclose(plain[0]["heatmaps"], people[0]["heatmaps"])
 
 
+def test_flip_test_one_merged_pass_equals_two_passes(model):
+    """flip_test runs images + mirrors in one forward pass; in eval mode that is per-sample, so it
+    equals the two-pass flip test (up to a kernel picked for the other batch size: last-ulp level)."""
+    codec, flip_index = create_codec("legacy", INPUT_SIZE), load_keypoint_set("coco17").flip_index
+    images = torch.from_numpy(np.random.default_rng(2).standard_normal((3, 3, *INPUT_SIZE), dtype=np.float32))
+    with torch.no_grad():
+        two_passes = (model(images) + codec.flip_back(model(torch.flip(images, dims=[3])), flip_index)) / 2.0
+    merged = flip_test(model, images, codec, flip_index)
+    assert merged.shape == (3, 17, 24, 16)
+    torch.testing.assert_close(merged, two_passes, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(codec.decode(merged.numpy())[0], codec.decode(two_passes.numpy())[0])
+    chunked = flip_test(model, images, codec, flip_index, max_batch=5)  # passes of 2 + 2 images (4 inputs), 1 + 1
+    torch.testing.assert_close(chunked, two_passes, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="max_batch must be >= 2"):
+        flip_test(model, images, codec, flip_index, max_batch=1)
+    training = create_model("hrnet_tiny", num_joints=17).train()  # BN would mix each image with its mirror
+    with pytest.raises(ValueError, match="training mode"):
+        flip_test(training, images, codec, flip_index)
+
+
 def test_channel_order_paths_and_default_full_image_box(estimator, tmp_path):
     image = _images()[0]
     (bgr,) = estimator.predict(image)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from hrnet_train.codecs import create_codec
 from hrnet_train.config_schema import register_resolvers, validate_train_config
+from hrnet_train.data.keypoints import load_keypoint_set
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.paths import config_dir
 from hrnet_train.training.checkpointing import load_checkpoint, load_pose_model
+from hrnet_train.training.datamodule import PoseDataModule
 from hrnet_train.training.ema import ModelEMA
-from hrnet_train.training.runner import run_training
+from hrnet_train.training.runner import _set_tf32, run_training
 
 register_resolvers()
 
@@ -124,6 +128,37 @@ def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path) 
     for key, value in full["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
     assert resumed["lr_schedulers"][0]["_last_lr"] == full["lr_schedulers"][0]["_last_lr"] == [pytest.approx(0.1 * 0.002 * 8 / 32)]
+
+
+def test_train_loader_drops_the_partial_batch(tiny_root: Path, tmp_path: Path) -> None:
+    config, _ = _config(tiny_root, tmp_path / "run", "data.num_workers=1", "data.persistent_workers=true")
+    keypoints = load_keypoint_set(config.keypoints)
+    codec = create_codec("legacy", config.data.input_hw)
+    datamodule = PoseDataModule(config.data, config.eval, keypoints, codec, config.seed)
+    datamodule.setup("fit")
+    instances = len(datamodule.train_dataset)
+    assert instances == 27  # synthetic set: 27 people, batches of 8 -> 3 full batches, 3 left out
+    train = datamodule.train_dataloader()
+    assert (len(train), train.drop_last, train.persistent_workers) == (3, True, False)  # fresh workers per epoch
+    val = datamodule.val_dataloader()
+    assert (val.drop_last, val.persistent_workers) == (False, True)
+    too_big = PoseDataModule(replace(config.data, batch_size=28), config.eval, keypoints, codec, config.seed)
+    too_big.setup("fit")
+    with pytest.raises(ValueError, match="data.batch_size: 28 is larger than the 27 training instances"):
+        too_big.train_dataloader()
+
+
+def test_tf32_switch_sets_cudnn_and_matmul_precision() -> None:
+    """trainer.tf32 (GPU runs only, applied by the runner): TF32 for cuDNN convs and fp32 matmuls, or strict fp32."""
+    before = (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    try:
+        _set_tf32(True)
+        assert (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()) == (True, "high")
+        _set_tf32(False)
+        assert (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()) == (False, "highest")
+    finally:
+        torch.backends.cudnn.allow_tf32 = before[0]
+        torch.set_float32_matmul_precision(before[1])
 
 
 def test_ema_update_follows_warmup_decay() -> None:

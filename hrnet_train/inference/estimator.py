@@ -22,6 +22,7 @@ from hrnet_train.codecs import HeatmapCodec, create_codec
 from hrnet_train.data.coco import normalize_image
 from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.data.transforms import box_to_center_scale
+from hrnet_train.evaluation.predictions import flip_test
 from hrnet_train.evaluation.rescoring import IN_VIS_THRE, rescore
 from hrnet_train.inference.detectors import FullImage, PersonDetector, validate_boxes
 from hrnet_train.inference.media import read_image
@@ -216,12 +217,10 @@ class PoseEstimator:
         outputs = []
         for start in range(0, len(pixels), per_pass):
             batch = torch.from_numpy(pixels[start : start + per_pass]).to(self.device)
-            count = len(batch)
-            if self.flip_test:
-                batch = torch.cat([batch, torch.flip(batch, dims=[3])])
-            heatmaps = self._forward(batch)
-            if self.flip_test:
-                heatmaps = (heatmaps[:count] + self.codec.flip_back(heatmaps[count:], self.keypoints.flip_index)) / 2.0
+            if self.flip_test:  # the shared evaluation flip test: crops and mirrors in one pass
+                heatmaps = flip_test(self._forward, batch, self.codec, self.keypoints.flip_index)
+            else:
+                heatmaps = self._forward(batch)
             outputs.append(heatmaps.cpu().numpy())
         return np.concatenate(outputs)
 

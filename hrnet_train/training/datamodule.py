@@ -2,6 +2,12 @@
 
 Shuffling uses an epoch-seeded sampler and augmentation an epoch-seeded dataset stream, so a run
 resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen.
+
+Training drops the last, partial batch (each epoch a different remainder, as the order is reshuffled):
+a one-sample batch makes BatchNorm's batch statistics meaningless, and on GPU every new batch shape
+costs a cuDNN autotune pass. Training workers are never persistent: they must be re-created each
+epoch to pick up the dataset's new epoch seed (``DatasetEpochSeeder``); ``data.persistent_workers``
+applies to validation only, whose samples are deterministic.
 """
 
 from __future__ import annotations
@@ -108,18 +114,31 @@ class PoseDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_dataset is not None, "setup('fit') must run first"
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = -(-len(self.train_dataset) // world_size)  # DistributedSampler pads up to the ceiling
+        if per_rank < self.data.batch_size:
+            raise ValueError(
+                f"data.batch_size: {self.data.batch_size} is larger than the {per_rank} training instances per "
+                f"process ({len(self.train_dataset)} in {self.train_ann}, {world_size} process(es)); the partial "
+                f"last batch is dropped, so no batch would be left"
+            )
         return self._loader(
             self.train_dataset,
             self.data.batch_size,
             sampler=EpochSeededRandomSampler(len(self.train_dataset), self.seed),
-            drop_last=False,
+            drop_last=True,
+            persistent=False,
         )
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_dataset is not None, "setup() must run first"
-        return self._loader(self.val_dataset, self.data.val_batch_size, sampler=None, drop_last=False)
+        return self._loader(
+            self.val_dataset, self.data.val_batch_size, sampler=None, drop_last=False, persistent=self.data.persistent_workers
+        )
 
-    def _loader(self, dataset: TopDownCocoDataset, batch_size: int, sampler: Sampler | None, drop_last: bool) -> DataLoader:
+    def _loader(
+        self, dataset: TopDownCocoDataset, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool
+    ) -> DataLoader:
         workers = self.data.num_workers
         return DataLoader(
             dataset,
@@ -130,5 +149,5 @@ class PoseDataModule(pl.LightningDataModule):
             pin_memory=self.data.pin_memory,
             drop_last=drop_last,
             worker_init_fn=seed_worker if workers > 0 else None,
-            persistent_workers=self.data.persistent_workers and workers > 0,
+            persistent_workers=persistent and workers > 0,
         )
