@@ -35,14 +35,19 @@ def main(cfg: DictConfig) -> float:
     try:
         config = validate_train_config(cfg)
         check_model_section(config)
+        # Imported only now (it imports Lightning), so field errors above still fail in about a second.
+        from hrnet_train.training.launch import check_launch, hydra_multirun
+
+        check_launch(config.trainer, multirun=hydra_multirun())
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr, flush=True)
         sys.exit(CONFIG_ERROR_EXIT)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
+    from hrnet_train.training.launch import RankAudit
     from hrnet_train.training.runner import run_training
 
-    report = run_training(config, resolved)
+    report = run_training(config, resolved, extra_callbacks=[RankAudit(resolved, config.run_dir)])
     print(f"total wall time (process) {time.perf_counter() - _PROCESS_START:.1f} s", flush=True)
     metric = config.optimized_metric.removeprefix("val/")
     return float(report["stats"][metric])

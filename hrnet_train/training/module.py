@@ -130,6 +130,9 @@ class PoseLightningModule(pl.LightningModule):
         if self.trainer.world_size > 1:
             gathered = self.all_gather({k: torch.from_numpy(v) for k, v in instances.as_arrays().items()})
             instances = DecodedInstances.from_arrays(gathered)
+        # DistributedSampler pads ranks with repeats: keep one row per val instance before anything
+        # is computed, and log the count so a run shows every instance was evaluated exactly once.
+        instances = instances.deduplicate()
         results = self._accumulator.results(instances)
         coco = self.trainer.datamodule.val_dataset.coco
         stats = evaluate_coco_keypoints(coco, results, sigmas=self.keypoints.sigmas)
@@ -141,6 +144,7 @@ class PoseLightningModule(pl.LightningModule):
             stats = {**stats, "PCK_limbs": pck.limbs, "PCK_all": pck.all_joints}
         self.last_stats = stats
         self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True)
+        self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True)
         box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
         self.last_table = format_stats_table({f"epoch {self.current_epoch}": stats}, box_source)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:

@@ -25,7 +25,7 @@ from hrnet_train.config_schema import TrainConfig
 from hrnet_train.data.keypoints import load_keypoint_set
 from hrnet_train.data.lspet import ensure_lspet_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
-from hrnet_train.evaluation.coco_metric import format_stats_table
+from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
 from hrnet_train.models import create_model
 from hrnet_train.sizes import format_size
 from hrnet_train.training.callbacks import DatasetEpochSeeder, ThroughputMonitor
@@ -34,6 +34,7 @@ from hrnet_train.training.checkpointing import (
     LAST_CHECKPOINT,
     AtomicCheckpointIO,
     checkpoint_hparams,
+    load_checkpoint,
     resolve_ckpt_path,
 )
 from hrnet_train.training.datamodule import PoseDataModule
@@ -95,7 +96,9 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
 
     best = checkpoint.best_model_path or None
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-    stats = dict(module.last_stats)
+    # ddp_spawn validates in child processes: module attributes set there do not come back to this
+    # process, only trainer.callback_metrics (float32) do.
+    stats = dict(module.last_stats) or {name: float(trainer.callback_metrics[f"val/{name}"]) for name in STAT_NAMES}
     complexity = complexity_report(module.evaluated_model, input_size)
     report = {
         "experiment": config.experiment_name,
@@ -108,7 +111,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         "model": config.model.get("name"),
         "input_size": format_size(input_size),
         "complexity": complexity,
-        "epochs": trainer.current_epoch,
+        "epochs": _epochs_trained(trainer, run_dir),
         "fit_seconds": fit_seconds,
         "wall_seconds": time.perf_counter() - start,
     }
@@ -127,6 +130,15 @@ def _set_tf32(allowed: bool) -> None:
     """
     torch.backends.cudnn.allow_tf32 = allowed
     torch.set_float32_matmul_precision("high" if allowed else "highest")
+
+
+def _epochs_trained(trainer: pl.Trainer, run_dir: Path) -> int:
+    """Epochs completed. ddp_spawn trains in child processes and leaves this process's loop at epoch 0;
+    the count then comes from last.ckpt (written after every validation)."""
+    last = run_dir / CHECKPOINT_SUBDIR / LAST_CHECKPOINT
+    if trainer.current_epoch > 0 or not last.is_file():
+        return trainer.current_epoch
+    return int(load_checkpoint(last)["epoch"]) + 1
 
 
 def _best_checkpoint(config: TrainConfig, run_dir: Path) -> ModelCheckpoint:
