@@ -12,6 +12,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 SHARED_DATA_ENV = "HRNET_SHARED_DATA"
+DATA_DIR_ENV = "HRNET_DATA_DIR"
 
 
 def config_dir() -> Path:
@@ -33,5 +34,11 @@ def shared_data_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """The project's ``data/`` folder where datasets are generated or converted."""
-    return REPO_ROOT / "data"
+    """Where datasets are generated or converted: ``$HRNET_DATA_DIR``, else the checkout's ``data/``,
+    else (an installed copy, whose parent folder is site-packages) ``./data`` in the working directory."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / "data"
+    return Path.cwd() / "data"
