@@ -86,6 +86,15 @@ class HeatmapCodec(ABC):
         return flipped
 
 
+def encode_inputs(joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Joints as float64 (J, 2+) and a fresh float32 (J,) weight array, checked against each other."""
+    joints = np.asarray(joints, dtype=np.float64)
+    weight = np.array(visible, dtype=np.float32).reshape(-1)
+    if joints.ndim != 2 or joints.shape[1] < 2 or len(joints) != len(weight):
+        raise ValueError(f"encode: expected joints (J, 2) and visible (J,), got {joints.shape} and {weight.shape}")
+    return joints, weight
+
+
 def argmax_peaks(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reference ``get_max_preds`` vectorised: integer peak (x = idx mod w, y = idx // w), its value, and
     a mask of maps whose peak is > 0 (coords of the others are set to 0, as in the reference).

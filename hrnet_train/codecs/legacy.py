@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrnet_train.codecs.base import HeatmapCodec, argmax_peaks, coords_to_image
+from hrnet_train.codecs.base import HeatmapCodec, argmax_peaks, coords_to_image, encode_inputs
 from hrnet_train.data.transforms import get_affine_transform
 
 
@@ -47,10 +47,7 @@ class LegacyCodec(HeatmapCodec):
         return get_affine_transform(center, scale, rot, self.input_size, inv=inv)
 
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        joints = np.asarray(joints, dtype=np.float64)
-        weight = np.asarray(visible, dtype=np.float32).reshape(-1).copy()
-        if joints.ndim != 2 or joints.shape[1] < 2 or len(joints) != len(weight):
-            raise ValueError(f"encode: expected joints (J, 2) and visible (J,), got {joints.shape} and {weight.shape}")
+        joints, weight = encode_inputs(joints, visible)
         num_joints = len(joints)
         h, w = self.heatmap_size
         tmp_size = self.sigma * 3

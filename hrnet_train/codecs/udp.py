@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from hrnet_train.codecs.base import ArrayT, HeatmapCodec, argmax_peaks, coords_to_image
+from hrnet_train.codecs.base import ArrayT, HeatmapCodec, argmax_peaks, coords_to_image, encode_inputs
 from hrnet_train.codecs.dark import modulated_taylor_decode, subpixel_gaussian_targets
 from hrnet_train.data.transforms import get_udp_transform
 
@@ -62,10 +62,7 @@ class UdpCodec(HeatmapCodec):
         return get_udp_transform(center, scale, rot, self.input_size, inv=inv)
 
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        joints = np.asarray(joints, dtype=np.float64)
-        weight = np.asarray(visible, dtype=np.float32).reshape(-1)
-        if joints.ndim != 2 or joints.shape[1] < 2 or len(joints) != len(weight):
-            raise ValueError(f"encode: expected joints (J, 2) and visible (J,), got {joints.shape} and {weight.shape}")
+        joints, weight = encode_inputs(joints, visible)
         centres = joints[:, :2] * self._input_to_heatmap
         if self.target_type == "gaussian":
             return subpixel_gaussian_targets(centres, weight, self.heatmap_size, self.sigma)
