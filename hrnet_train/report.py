@@ -15,6 +15,7 @@ CLI (paths, then ``key=value``)::
 
     python -m hrnet_train.report multirun/synthetic_cpu/2026-01-01_12-00-00
     python -m hrnet_train.report outputs/a outputs/b out=reports/ab latency=true threads=1 plot=docs/images/ab.png
+    python -m hrnet_train.report outputs/lspet_cpu/<run> curve=val/PCK_limbs    # learning curve vs minutes
 """
 
 from __future__ import annotations
@@ -87,6 +88,20 @@ def _field(record: dict[str, Any], key: str, path: Path) -> Any:
     return record[key]
 
 
+def _tensorboard_scalars(run_dir: Path, tag: str) -> list[tuple[float, float]] | None:
+    """(wall time, value) of every logged ``tag`` in the run's TensorBoard events; None without events."""
+    events_dir = run_dir / "tensorboard"
+    if not events_dir.is_dir():
+        return None
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(events_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return []
+    return [(e.wall_time, e.value) for e in events.Scalars(tag)]
+
+
 def training_throughput(run_dir: Path) -> float | None:
     """Median logged ``train/samples_per_s`` from the CSV logger or TensorBoard events; None if not logged."""
     csv_file = run_dir / "csv" / "metrics.csv"
@@ -94,15 +109,24 @@ def training_throughput(run_dir: Path) -> float | None:
         with csv_file.open(newline="") as stream:
             values = [float(row[THROUGHPUT_TAG]) for row in csv.DictReader(stream) if row.get(THROUGHPUT_TAG)]
         return statistics.median(values) if values else None
-    events_dir = run_dir / "tensorboard"
-    if events_dir.is_dir():
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    series = _tensorboard_scalars(run_dir, THROUGHPUT_TAG)
+    return statistics.median(value for _, value in series) if series else None
 
-        events = EventAccumulator(str(events_dir), size_guidance={"scalars": 0})
-        events.Reload()
-        if THROUGHPUT_TAG in events.Tags()["scalars"]:
-            return statistics.median(e.value for e in events.Scalars(THROUGHPUT_TAG))
-    return None
+
+def learning_curve(run_dir: str | Path, tag: str = "val/AP") -> list[tuple[float, float]]:
+    """(minutes since the first logged training step, value) of ``tag`` at each validation.
+
+    Needs TensorBoard events (the CSV logger records no wall time).
+    """
+    run_dir = Path(run_dir)
+    start = _tensorboard_scalars(run_dir, "train/lr") or _tensorboard_scalars(run_dir, THROUGHPUT_TAG)
+    series = _tensorboard_scalars(run_dir, tag)
+    if start is None or series is None:
+        raise ValueError(f"{run_dir}: no TensorBoard events (learning curves need logger=tensorboard)")
+    if not series or not start:
+        raise ValueError(f"{run_dir}: tag {tag!r} was not logged")
+    t0 = start[0][0]
+    return [((wall - t0) / 60.0, value) for wall, value in series]
 
 
 def batch1_latency_ms(checkpoint: Path, input_size: str) -> float:
@@ -263,7 +287,7 @@ def write_report(roots: Sequence[str | Path], out: str | Path | None = None, plo
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     """Run/multirun dirs and ``out=DIR``, ``plot=FILE.png``, ``latency=true|false``, ``threads=N``
     -> write_report kwargs plus ``threads`` (torch intra-op threads for the latency runs; None = torch's default)."""
-    options: dict[str, Any] = {"roots": [], "out": None, "plot": None, "latency": False, "threads": None}
+    options: dict[str, Any] = {"roots": [], "out": None, "plot": None, "latency": False, "threads": None, "curve": None}
     for arg in argv:
         if arg in ("-h", "--help"):
             raise SystemExit(__doc__)
@@ -271,7 +295,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             options["roots"].append(arg)
             continue
         key, value = arg.split("=", 1)
-        if key in ("out", "plot"):
+        if key in ("out", "plot", "curve"):
             options[key] = value
         elif key == "latency":
             if value.lower() not in ("true", "false", "1", "0"):
@@ -282,7 +306,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
                 raise ValueError(f"threads: expected a positive integer, got {value!r}")
             options["threads"] = int(value)
         else:
-            raise ValueError(f"argument {key!r}: unknown (expected a run dir, out=, plot=, latency=, threads=)")
+            raise ValueError(f"argument {key!r}: unknown (expected a run dir, out=, plot=, latency=, threads=, curve=)")
     if not options["roots"]:
         raise ValueError("give at least one run or multirun dir (e.g. multirun/synthetic_cpu/<date>)")
     return options
@@ -291,6 +315,12 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse_args(sys.argv[1:] if argv is None else argv)
     threads = options.pop("threads")
+    curve = options.pop("curve")
+    if curve is not None:
+        for root in options["roots"]:
+            print(f"| minutes | {curve} |\n|---|---|")
+            print("\n".join(f"| {minutes:.1f} | {value:.4f} |" for minutes, value in learning_curve(root, curve)))
+        return
     if threads is not None:
         # One thread gives steadier latencies on a busy machine: OpenMP workers stall when descheduled.
         import torch

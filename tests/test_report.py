@@ -81,7 +81,8 @@ def test_report_cli_arguments_and_errors(sweep_dir: Path, tmp_path: Path, capsys
     assert printed.count("| hrnet_w18_small_v1 |") == 2 and f"plot: {plot}" in printed
     assert (sweep_dir / MARKDOWN_NAME).is_file() and plot.is_file()
 
-    assert parse_args(["a", "b", "out=o", "latency=true", "threads=1"]) == {"roots": ["a", "b"], "out": "o", "plot": None, "latency": True, "threads": 1}
+    assert parse_args(["a", "b", "out=o", "latency=true", "threads=1"]) == {"roots": ["a", "b"], "out": "o", "plot": None, "latency": True, "threads": 1, "curve": None}
+    assert parse_args(["a", "curve=val/PCK_limbs"])["curve"] == "val/PCK_limbs"
     with pytest.raises(ValueError, match="threads: expected a positive integer, got '0'"):
         parse_args(["a", "threads=0"])
     with pytest.raises(ValueError, match="latency: expected true or false, got 'maybe'"):
@@ -136,3 +137,20 @@ def test_report_on_a_tiny_multirun_over_codecs_and_input_sizes(tmp_path: Path) -
         small, large = float(by_variant[codec, "64x64"]["gflops"]), float(by_variant[codec, "128x96"]["gflops"])
         assert small == pytest.approx(large / 3, rel=1e-12)
     assert _png_size(out / PLOT_NAME) == (768, 528)
+
+
+def test_learning_curve_reads_minutes_from_tensorboard_events(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from hrnet_train.report import learning_curve
+
+    writer = SummaryWriter(str(tmp_path / "tensorboard"))
+    writer.add_scalar("train/lr", 1e-3, 0, walltime=1000.0)
+    writer.add_scalar("val/PCK_limbs", 0.25, 10, walltime=1090.0)
+    writer.add_scalar("val/PCK_limbs", 0.5, 20, walltime=1180.0)
+    writer.close()
+    assert learning_curve(tmp_path, "val/PCK_limbs") == [(1.5, 0.25), (3.0, 0.5)]
+    with pytest.raises(ValueError, match="'val/AP' was not logged"):
+        learning_curve(tmp_path, "val/AP")
+    with pytest.raises(ValueError, match="no TensorBoard events"):
+        learning_curve(tmp_path / "missing", "val/AP")
