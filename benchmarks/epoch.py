@@ -144,10 +144,6 @@ def main() -> None:
         f"\nepoch time {epoch['total']:.2f} s = data wait {epoch['data']:.2f} s ({share['data']:.0f}%) "
         f"+ step {epoch['compute']:.2f} s ({share['compute']:.0f}%) + other (iterator start-up, bookkeeping) {other:.2f} s"
     )
-    partial = int(epoch["samples"]) % batch_size
-    if partial:
-        print(f"note: the last batch holds {partial} samples (drop_last=False); a new batch shape costs a one-off "
-              f"re-tuning/re-allocation (cuDNN benchmark mode on GPU) that is counted in the epoch's step time")
     verdict = "keeps up" if loader_rate >= step_rate else "does NOT keep up"
     print(f"data pipeline alone {loader_rate:.1f} vs step alone {step_rate:.1f} samples/s: the pipeline {verdict} "
           f"({loader_rate / step_rate:.2f}x)")

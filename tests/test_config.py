@@ -96,7 +96,8 @@ def test_reference_experiments(experiment: str, model: str, size: tuple, lr: flo
 
 
 def test_lspet_experiment_uses_14_joints(tmp_path: Path) -> None:
-    config = validate_train_config(_compose("experiment=lspet_cpu", f"data.root={tmp_path}"))
+    # lspet_source=null: compose the experiment without needing the LSPET download (converted data in root).
+    config = validate_train_config(_compose("experiment=lspet_cpu", f"data.root={tmp_path}", "data.lspet_source=null"))
     assert config.keypoints["name"] == "lspet14"
     assert config.trainer.lightning_precision == "bf16-mixed" and config.trainer.channels_last
 
