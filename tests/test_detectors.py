@@ -92,3 +92,17 @@ def test_mediapipe_missing_names_the_extra():
             create_detector("mediapipe")
     else:
         pytest.skip("mediapipe is installed here; the missing-package message cannot be checked")
+
+
+@pytest.mark.mediapipe
+def test_mediapipe_detector_boxes_the_yoga_person(shared_data):
+    """Runs in the mediapipe venv (`make mediapipe-venv`, `.venv-mediapipe/bin/pytest -m mediapipe`)."""
+    detector = create_detector("mediapipe")
+    try:
+        boxes = detector(cv2.imread(str(shared_data / "demo_images" / "tfjs_pose_yoga.jpg")))
+    finally:
+        detector._landmarker.close()
+    assert boxes.shape == (1, 5)
+    x, y, w, h, _ = boxes[0]
+    # The man spans about x 230-780 (hands to hands), y 240-670 (head to feet) in the 1000x667 image.
+    assert 180 < x < 300 and 180 < y < 300 and 450 < w < 620 and 350 < h < 480

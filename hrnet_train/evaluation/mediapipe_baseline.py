@@ -35,6 +35,7 @@ from hrnet_train.data.lspet import convert_lspet, parse_key_values
 from hrnet_train.data.transforms import affine_points, get_affine_transform
 from hrnet_train.evaluation.rescoring import rescore
 from hrnet_train.evaluation.runner import ReportSettings, write_report
+from hrnet_train.inference.detectors import open_pose_landmarker
 from hrnet_train.paths import data_dir, shared_data_dir
 
 # The 33 PoseLandmarker landmarks in output order (MediaPipe pose landmark model card / PoseLandmark
@@ -87,21 +88,7 @@ class MediaPipePoseEstimator:
     def __init__(
         self, model_asset: str | Path, min_detection_confidence: float = MIN_CONFIDENCE, min_presence_confidence: float = MIN_CONFIDENCE
     ) -> None:
-        import mediapipe as mp
-        from mediapipe.tasks.python import BaseOptions, vision
-
-        path = Path(model_asset)
-        if not path.is_file():
-            raise FileNotFoundError(f"model_asset: MediaPipe .task file not found: {path}")
-        options = vision.PoseLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(path)),
-            running_mode=vision.RunningMode.IMAGE,
-            num_poses=1,
-            min_pose_detection_confidence=min_detection_confidence,
-            min_pose_presence_confidence=min_presence_confidence,
-        )
-        self._mp = mp
-        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        self._mp, self._landmarker = open_pose_landmarker(model_asset, 1, min_detection_confidence, min_presence_confidence)
 
     def __enter__(self) -> MediaPipePoseEstimator:
         return self

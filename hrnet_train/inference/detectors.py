@@ -199,37 +199,44 @@ class HogPeopleDetector:
         return boxes
 
 
-class MediaPipePoseDetector:
-    """Person boxes from MediaPipe PoseLandmarker (BlazePose): the padded extent of its landmarks.
+def open_pose_landmarker(model_path: str | Path | None, num_poses: int, min_detection_confidence: float,
+                         min_presence_confidence: float | None = None) -> tuple[object, object]:
+    """``(mediapipe module, PoseLandmarker)`` in IMAGE mode from a ``.task`` bundle (default: the shared data's).
 
-    mediapipe is optional (it replaces the headless OpenCV build), so it is imported only here.
+    mediapipe is optional (it replaces the headless OpenCV build), so it is imported only here, with a
+    message naming the extra when it is missing. Callers own the landmarker and must ``close()`` it.
     """
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+    except ImportError as error:
+        raise ImportError(
+            "MediaPipe needs the optional 'mediapipe' package: install the extra "
+            "(pip install 'hrnet-train[mediapipe]') in its own venv with `make mediapipe-venv`"
+        ) from error
+    if model_path is None:
+        from hrnet_train.paths import shared_data_dir
+
+        model_path = shared_data_dir() / MEDIAPIPE_MODEL
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"MediaPipe pose model (.task) not found: {model_path}")
+    options = vision.PoseLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(model_path)),
+        running_mode=vision.RunningMode.IMAGE,
+        num_poses=num_poses,
+        min_pose_detection_confidence=min_detection_confidence,
+        **({} if min_presence_confidence is None else {"min_pose_presence_confidence": min_presence_confidence}),
+    )
+    return mp, vision.PoseLandmarker.create_from_options(options)
+
+
+class MediaPipePoseDetector:
+    """Person boxes from MediaPipe PoseLandmarker (BlazePose): the padded extent of its landmarks."""
 
     def __init__(self, model_path: str | Path | None = None, num_poses: int = 5, min_confidence: float = 0.5,
                  padding: float = 0.1):
-        try:
-            import mediapipe as mp
-            from mediapipe.tasks.python import BaseOptions, vision
-        except ImportError as error:
-            raise ImportError(
-                "MediaPipePoseDetector needs the optional 'mediapipe' package: install the extra "
-                "(pip install 'hrnet-train[mediapipe]') in its own venv with `make mediapipe-venv`"
-            ) from error
-        if model_path is None:
-            from hrnet_train.paths import shared_data_dir
-
-            model_path = shared_data_dir() / MEDIAPIPE_MODEL
-        model_path = Path(model_path)
-        if not model_path.is_file():
-            raise FileNotFoundError(f"MediaPipe pose model not found: {model_path}")
-        options = vision.PoseLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=vision.RunningMode.IMAGE,
-            num_poses=num_poses,
-            min_pose_detection_confidence=min_confidence,
-        )
-        self._mp = mp
-        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        self._mp, self._landmarker = open_pose_landmarker(model_path, num_poses, min_confidence)
         self.padding = padding
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
