@@ -175,3 +175,24 @@ def test_ema_update_follows_warmup_decay() -> None:
     ema.update(model)  # n=1: decay = min(0.5, 2/11) -> 2.8 + (3 - 2.8) * 9/11
     assert torch.allclose(ema.model[0].weight, torch.full((1, 2), 2.8 * 2 / 11 + 3.0 * 9 / 11))
     assert not ema.train().model.training
+
+
+def test_checkpoint_from_train_evaluates_on_coco_mini(tiny_root: Path, coco_mini: Path, tmp_path: Path) -> None:
+    """train.py's checkpoint (synthetic data) runs through evaluate.py on real COCO images: every output
+    is written and the settings come from the checkpoint (the AP itself is whatever it is)."""
+    from hydra import compose, initialize_config_dir
+
+    from hrnet_train.evaluation.runner import METRICS_FILE, RESULTS_FILE, run_from_config
+    from hrnet_train.paths import config_dir
+
+    config, resolved = _config(tiny_root, tmp_path / "run", "trainer.max_epochs=1")
+    report = run_training(config, resolved)
+    overrides = [f"ckpt={report['best_checkpoint']}", f"data.root={coco_mini}",
+                 "data.ann_file=annotations/person_keypoints_val2017_mini.json", "data.img_dir=images/val2017",
+                 "num_workers=0", f"output_dir={tmp_path / 'eval'}"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        metrics = run_from_config(compose(config_name="eval", overrides=overrides))
+    assert (tmp_path / "eval" / RESULTS_FILE).is_file() and (tmp_path / "eval" / METRICS_FILE).is_file()
+    assert metrics["throughput"]["instances"] == 68  # every coco_mini val person with keypoints
+    assert (metrics["settings"]["model"], metrics["settings"]["input_size"]) == ("hrnet_tiny", "128x96")
+    assert 0.0 <= metrics["stats"]["AP"] <= 1.0
