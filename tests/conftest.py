@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from hrnet_train.paths import shared_data_dir
 
@@ -39,3 +40,13 @@ def coco_tiny(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def lspet_dir(shared_data: Path) -> Path:
     return _require(shared_data / "lspet")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: bit-reproducible, and immune to OpenMP spin-waits when the 2 cores are busy
+    (two threads were up to ~25x slower per step there). Used by the files that train or run models."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

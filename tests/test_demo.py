@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
-from test_estimator import one_torch_thread, write_tiny_checkpoint  # noqa: F401 (autouse fixture)
+from test_estimator import write_tiny_checkpoint
 
 from hrnet_train.data.keypoints import load_keypoint_set
 from hrnet_train.demo import load_config, main, run_demo
@@ -26,6 +26,8 @@ from hrnet_train.inference.smoothing import PoseSmoother, lag_frames, mean_error
 from hrnet_train.inference.tracking import iou_matrix
 from hrnet_train.models import create_model
 from hrnet_train.paths import REPO_ROOT
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LSPET_CHECKPOINT = REPO_ROOT / "models" / "lspet_cpu" / "lspet_cpu.ckpt"
 FPS = 30.0  # tfjs_pose_1.mp4

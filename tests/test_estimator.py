@@ -22,13 +22,7 @@ from hrnet_train.models import create_model
 INPUT_SIZE = (96, 64)  # (height, width): HRNet needs multiples of 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One CPU thread: on the shared, busy test machine two threads wait on each other (~25x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

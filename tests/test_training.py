@@ -27,13 +27,7 @@ register_resolvers()
 SYNTHETIC = {"num_train": 12, "num_val": 4, "seed": 3, "image_size": "128x128", "min_person_height": 40.0, "workers": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: bit-reproducible and immune to OpenMP spin-waits on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
