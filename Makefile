@@ -25,7 +25,7 @@ test-slow: $(STAMP)
 
 # MediaPipe replaces headless OpenCV with its GUI build, so it lives in its own venv (not .venv).
 # Run the cross-topology baseline with
-#   .venv-mediapipe/bin/python -m hrnet_train.evaluation.mediapipe_baseline data=coco_mini
+#   .venv-mediapipe/bin/python -m hrnet_train.baselines.mediapipe data=coco_mini
 # and its tests with `.venv-mediapipe/bin/pytest -m mediapipe`.
 MP_VENV := .venv-mediapipe
 

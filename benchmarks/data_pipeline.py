@@ -27,8 +27,8 @@ import torch
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.augment import AugmentParams, sample_augmentation
 from hrnet_train.data.coco import InstanceRecord, TopDownCocoDataset, resolve_coco_paths
-from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
-from hrnet_train.data.transforms import get_affine_transform
+from hrnet_train.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.geometry import get_affine_transform
 from hrnet_train.paths import shared_data_dir
 
 INPUT_SIZE = (256, 192)

@@ -29,7 +29,7 @@ from train_step import INPUT_SIZE, MODES, SMALL_MODEL, make_train_step
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.config_schema import DataConfig, EvalConfig
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.paths import shared_data_dir
 from hrnet_train.training.datamodule import PoseDataModule
 

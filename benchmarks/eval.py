@@ -8,7 +8,7 @@ Both paths turn a batch of crops into image-pixel keypoints (N, J, 3) with the l
   each flip pair, the one-pixel shift); vectorised argmax as ``get_max_preds``, then the Python
   loop over every instance and joint for the quarter offset and over every instance and joint for
   the inverse affine (``get_final_preds`` / ``transform_preds``).
-* ours: the shipped path, ``hrnet_train.evaluation.predictions`` (``flip_test``: one forward pass on
+* ours: the shipped path, ``hrnet_train.decoding.instances`` (``flip_test``: one forward pass on
   the batch concatenated with its mirror, then ``decode_batch``: vectorised decode and back-projection)
   under ``inference_mode`` (what Lightning validation uses), in (a) fp32 NCHW -- isolates the
   decode/flip gain -- and (b) bf16 autocast + channels_last.
@@ -35,9 +35,10 @@ from _common import add_device_args, autocast, machine_peaks, markdown_table, pe
 from hrnet_train.codecs import create_codec
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.complexity import complexity_report
-from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
-from hrnet_train.data.transforms import get_affine_transform
-from hrnet_train.evaluation.predictions import decode_batch, flip_test
+from hrnet_train.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.geometry import get_affine_transform
+from hrnet_train.decoding.flip_test import flip_test
+from hrnet_train.decoding.instances import decode_batch
 from hrnet_train.models import create_model
 
 INPUT_SIZE = (256, 192)

@@ -27,7 +27,7 @@ from hrnet_train.codecs import create_codec
 from hrnet_train.export.onnx import PoseModelWithDecoder, export_onnx
 from hrnet_train.export.torch_decode import create_decoder
 from hrnet_train.models import create_model
-from hrnet_train.sizes import parse_size
+from hrnet_train.sizes import InputSize
 
 RUNTIMES = ("eager fp32", "channels_last", "bf16 autocast", "torch.compile", "onnxruntime")
 
@@ -134,7 +134,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     models = args.models or (["hrnet_tiny"] if args.quick else ["hrnet_w18_small_v1", "hrnet_w32"])
     warmup, iterations, repeats = (1, 2, 3) if args.quick else (3, 5, 5)
-    input_size = parse_size(args.input_size, "--input-size", multiple_of=32)
+    input_size = InputSize.parse(args.input_size, "--input-size")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input {args.input_size}, "
           f"{repeats} runs x {iterations} calls after {warmup} warm-up", flush=True)
     results = []

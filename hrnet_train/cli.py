@@ -17,7 +17,7 @@ from hrnet_train.config_schema import ConfigError, check_model_section, register
 from hrnet_train.paths import config_dir
 
 CONFIG_ERROR_EXIT = 2
-INPUT_ERROR_EXIT = 1
+RUN_FAILURE_EXIT = 1
 _PROCESS_START = time.perf_counter()
 
 register_resolvers()
@@ -53,11 +53,18 @@ def train_main(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
 def evaluate_main(cfg: DictConfig) -> None:
-    """Evaluate a checkpoint, an official ``.pth`` or a results file; bad input exits with code 1."""
+    """Evaluate a checkpoint, an official ``.pth`` or a results file.
+
+    Exit code 2: a bad setting or input found before inference (named in the message); 1: a failure
+    during the run.
+    """
     from hrnet_train.evaluation.runner import run_from_config
 
     try:
         run_from_config(cfg)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"evaluate.py: {error}", file=sys.stderr, flush=True)
-        sys.exit(INPUT_ERROR_EXIT)
+    except ConfigError as error:
+        print(f"evaluate.py: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(CONFIG_ERROR_EXIT)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"evaluate.py: failed: {error}", file=sys.stderr, flush=True)
+        sys.exit(RUN_FAILURE_EXIT)

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from hrnet_train.models import create_model, list_models
-from hrnet_train.sizes import format_size, parse_size
+from hrnet_train.sizes import InputSize
 
 DEFAULT_INPUT_SIZES = ((256, 192), (384, 288))
 
@@ -87,7 +87,7 @@ def complexity_report(model: nn.Module, input_size: tuple[int, int] = (256, 192)
     """Params and MACs of ``model`` at ``input_size`` (height, width); see the module docstring."""
     paper, true = count_macs(model, input_size)
     return {
-        "input_size": format_size(input_size),
+        "input_size": str(InputSize.parse(input_size)),
         "params": sum(p.numel() for p in model.parameters()),
         "paper_gmacs": paper / 2**30,
         "true_gmacs": true / 1e9,
@@ -207,7 +207,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         if key == "model":
             options["names"] = list_models() if value == "all" else value.split(",")
         elif key == "input_size":
-            options["input_sizes"] = [parse_size(s, "input_size") for s in value.split(",")]
+            options["input_sizes"] = [InputSize.parse(s, "input_size") for s in value.split(",")]
         elif key == "head":
             options["head"] = value
         elif key == "latency":

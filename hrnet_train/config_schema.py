@@ -17,7 +17,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hrnet_train.sizes import parse_size
+from hrnet_train.sizes import InputSize
 
 PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
@@ -107,7 +107,7 @@ class DataConfig:
 
     def check(self, prefix: str) -> DataConfig:
         try:
-            height, width = parse_size(self.input_size, f"{prefix}.input_size", multiple_of=32)
+            InputSize.parse(self.input_size, f"{prefix}.input_size")
         except ValueError as error:
             raise ConfigError(str(error)) from None
         for name in ("batch_size", "val_batch_size"):
@@ -124,8 +124,9 @@ class DataConfig:
         return self
 
     @property
-    def input_hw(self) -> tuple[int, int]:
-        return parse_size(self.input_size, "data.input_size", multiple_of=32)
+    def input_hw(self) -> InputSize:
+        """The parsed size; the divisibility by the network's input_multiple is checked by check_model_section."""
+        return InputSize.parse(self.input_size, "data.input_size")
 
     def _resolve(self, value: str) -> Path:
         path = Path(value).expanduser()
@@ -203,6 +204,9 @@ class EMAConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """How poses are predicted and post-processed for scoring: train.py's ``eval`` section and the same
+    top-level keys of evaluate.py (one schema for both, so the two can never disagree)."""
+
     boxes: str = "gt"
     det_file: str | None = None
     det_score_thr: float = 0.0
@@ -210,17 +214,23 @@ class EvalConfig:
     in_vis_thre: float = 0.2
     nms: str = "oks"
     oks_thre: float = 0.9
-    num_vis_images: int = 8
+    soft_update_scores: bool = False  # soft-NMS: report the decayed scores (reference keeps the originals)
+    num_vis_images: int = 8  # train.py only: validation crops in the TensorBoard prediction grid
 
     def check(self, prefix: str) -> EvalConfig:
-        _one_of(self.boxes, BOX_SOURCES, f"{prefix}.boxes")
-        _one_of(self.nms, NMS_MODES, f"{prefix}.nms")
+        where = "" if prefix == "config" else f"{prefix}."
+        _one_of(self.boxes, BOX_SOURCES, f"{where}boxes")
+        _one_of(self.nms, NMS_MODES, f"{where}nms")
         if self.boxes == "det":
             if self.det_file is None:
-                raise ConfigError(f"{prefix}.det_file: required when {prefix}.boxes=det")
+                raise ConfigError(f"{where}det_file: required when {where}boxes=det")
             if not Path(self.det_file).expanduser().is_file():
-                raise ConfigError(f"{prefix}.det_file: detection file {self.det_file!r} does not exist")
-        _at_least(self.num_vis_images, 0, f"{prefix}.num_vis_images")
+                raise ConfigError(f"{where}det_file: detection file {self.det_file!r} does not exist")
+        for name in ("in_vis_thre", "oks_thre"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{where}{name}: expected a value in [0, 1], got {value}")
+        _at_least(self.num_vis_images, 0, f"{where}num_vis_images")
         return self
 
 
@@ -293,6 +303,68 @@ class TrainConfig:
         return self.data.batch_size * t.devices * t.num_nodes * t.accumulate_grad_batches
 
 
+EVAL_PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed"}
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The validated evaluate.py config. The prediction/post-processing keys are top-level on the
+    command line (``boxes=det``) and validated by the same :class:`EvalConfig` as training's."""
+
+    output_dir: str
+    data: dict
+    eval: EvalConfig
+    ckpt: str | None = None
+    results: str | None = None
+    model: dict | None = None
+    keypoints: dict | None = None
+    codec: dict | None = None
+    flip_shift: bool | None = None  # null: the codec's own (legacy: the reference 1-px shift)
+    post_process: bool | None = None  # null: the codec's own (legacy: the reference quarter offset)
+    format_only: bool = False
+    batch_size: int = 32
+    num_workers: int | None = 0
+    accelerator: str = "auto"
+    devices: int = 1
+    precision: str = "32"
+    gallery_size: int = 16
+    pck: bool | None = None
+    pck_alpha: float = 0.2
+
+    def check(self, prefix: str) -> EvaluateConfig:
+        if (self.ckpt is None) == (self.results is None):
+            raise ConfigError("ckpt / results: give exactly one of ckpt=<.ckpt or .pth file> or results=<COCO results json>")
+        if self.ckpt is not None and not Path(self.ckpt).expanduser().is_file():
+            raise ConfigError(f"ckpt: checkpoint file {self.ckpt!r} does not exist")
+        if self.results is not None:
+            if not Path(self.results).expanduser().is_file():
+                raise ConfigError(f"results: results file {self.results!r} does not exist")
+            if self.format_only:
+                raise ConfigError("format_only=true with results=<file>: nothing to do (the results file exists)")
+        _one_of(self.accelerator, ACCELERATORS, "accelerator")
+        _one_of(self.precision, EVAL_PRECISIONS, "precision")
+        for name in ("batch_size", "devices"):
+            _at_least(getattr(self, name), 1, name)
+        if self.num_workers is not None:
+            _at_least(self.num_workers, 0, "num_workers")
+        _at_least(self.gallery_size, 0, "gallery_size")
+        if not 0.0 < self.pck_alpha <= 1.0:
+            raise ConfigError(f"pck_alpha: expected a value in (0, 1], got {self.pck_alpha}")
+        return self
+
+    @property
+    def lightning_precision(self) -> str:
+        return EVAL_PRECISIONS[self.precision]
+
+
+def validate_evaluate_config(cfg: Mapping[str, Any]) -> EvaluateConfig:
+    """Check evaluate.py's resolved config; raises ConfigError naming the first offending field."""
+    plain = _to_plain(cfg, throw_on_missing=False)  # data.root may stay ??? when data.ann_file names the split
+    shared = {f.name for f in fields(EvalConfig)}
+    plain["eval"] = _build(EvalConfig, {k: plain.pop(k) for k in list(plain) if k in shared}, "")
+    return _build(EvaluateConfig, plain, "")
+
+
 def register_resolvers() -> None:
     """OmegaConf resolvers the config tree uses: ``${hrnet_data_dir:}`` = the checkout's data/ folder,
     ``${hrnet_shared_data_dir:}`` = the shared real data (``../shared/data`` or ``$HRNET_SHARED_DATA``)."""
@@ -319,7 +391,7 @@ def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collectio
     return config
 
 
-def _to_plain(cfg: Any) -> dict:
+def _to_plain(cfg: Any, throw_on_missing: bool = True) -> dict:
     try:
         from omegaconf import DictConfig, OmegaConf
     except ImportError:  # pragma: no cover - omegaconf comes with hydra
@@ -328,7 +400,7 @@ def _to_plain(cfg: Any) -> dict:
         from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
         try:
-            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=throw_on_missing)
         except MissingMandatoryValue as error:
             key = error.full_key
             raise ConfigError(f"{key}: missing mandatory value (???); set it, e.g. {key}=...") from None
@@ -366,7 +438,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     if value is None or (isinstance(value, str) and value == "???"):
         raise ConfigError(f"{key}: missing (expected {_describe(hint)})")
     if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
-        return _build(hint, value, key + ".")
+        return value if isinstance(value, hint) else _build(hint, value, key + ".")
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true/false, got {value!r}")
@@ -418,7 +490,6 @@ def check_model_section(config: TrainConfig) -> None:
     """Resolve ``model.name``/``model.spec`` against the model registry (imports torch, not Lightning)
     and check that the input size suits the network's strides. Raises ConfigError naming the field."""
     from hrnet_train.models.registry import list_models, resolve_spec
-    from hrnet_train.models.spec import HRNetSpec
 
     model = config.model
     name = model.get("name")
@@ -428,8 +499,7 @@ def check_model_section(config: TrainConfig) -> None:
         _, spec = resolve_spec(name, model.get("spec"), model.get("arch"))
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
-    if isinstance(spec, HRNetSpec):
-        try:
-            parse_size(config.data.input_size, "data.input_size", multiple_of=spec.input_multiple)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+    try:
+        config.data.input_hw.check_multiple(spec.input_multiple, "data.input_size", f"model {name}: input_multiple")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

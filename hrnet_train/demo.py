@@ -25,9 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
-from hrnet_train.evaluation.nms import oks_nms
+from hrnet_train.decoding.nms import oks_nms
 from hrnet_train.inference.detectors import HogPeopleDetector, PersonDetector, boxes_from_poses, create_detector
-from hrnet_train.inference.drawing import draw_poses
+from hrnet_train.drawing import draw_poses
 from hrnet_train.inference.estimator import PoseEstimator
 from hrnet_train.inference.media import FrameSource, VideoWriter, open_frames, write_keypoints_csv, write_keypoints_json
 from hrnet_train.inference.smoothing import PoseSmoother
@@ -83,7 +83,7 @@ def _build_detector(cfg: DictConfig) -> PersonDetector:
 
 def _build_estimator(cfg: DictConfig) -> PoseEstimator:
     return PoseEstimator.from_checkpoint(
-        cfg.ckpt, device=cfg.device, precision=str(cfg.precision), model_name=cfg.model_name,
+        cfg.ckpt, device=cfg.device, precision=str(cfg.precision), model=cfg.model,
         keypoints=cfg.keypoints, input_size=cfg.input_size, codec=cfg.codec, color_rgb=cfg.color_rgb,
         flip_test=cfg.flip_test, max_batch=cfg.max_batch,
     )

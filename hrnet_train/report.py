@@ -136,11 +136,11 @@ def batch1_latency_ms(checkpoint: Path, input_size: str) -> float:
     passes still swings by several x.
     """
     from hrnet_train.complexity import measure_latency
-    from hrnet_train.sizes import parse_size
-    from hrnet_train.training.checkpointing import load_pose_model
+    from hrnet_train.sizes import InputSize
+    from hrnet_train.trained_model import load_trained_model
 
-    model = load_pose_model(checkpoint)[0]
-    return measure_latency(model, parse_size(input_size, "input_size"), batch_sizes=(1,), warmup=5, repeats=30)[1]
+    network = load_trained_model(checkpoint).network
+    return measure_latency(network, InputSize.parse(input_size), batch_sizes=(1,), warmup=5, repeats=30)[1]
 
 
 def summarize_run(run_dir: Path, label: str, latency: bool = False) -> RunSummary:

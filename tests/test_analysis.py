@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.evaluation.analysis import ERROR_CLASSES, analyze_errors
 from hrnet_train.evaluation.coco_metric import load_coco
 from hrnet_train.evaluation.gallery import GT_COLOR, PRED_COLOR, render_worst_gallery

@@ -13,7 +13,7 @@ from hrnet_train.data.augment import (
     half_body_box,
     sample_augmentation,
 )
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 
 COCO17 = load_keypoint_set("coco17")
 ASPECT = 192 / 256

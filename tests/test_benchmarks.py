@@ -18,8 +18,8 @@ from _common import markdown_table, measure_peak_gflops, time_callable  # noqa: 
 from eval import INPUT_SIZE, reference_final_preds, reference_flip_back  # noqa: E402
 
 from hrnet_train.codecs import create_codec  # noqa: E402
-from hrnet_train.data.keypoints import load_keypoint_set  # noqa: E402
-from hrnet_train.evaluation.predictions import decode_batch  # noqa: E402
+from hrnet_train.keypoints import load_keypoint_set  # noqa: E402
+from hrnet_train.decoding.instances import decode_batch  # noqa: E402
 
 
 def run_script(name: str, *args: str) -> str:

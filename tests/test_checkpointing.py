@@ -10,12 +10,8 @@ import pytest
 import torch
 
 from hrnet_train.training import checkpointing
-from hrnet_train.training.checkpointing import (
-    AtomicCheckpointIO,
-    inference_state_dict,
-    load_checkpoint,
-    resolve_ckpt_path,
-)
+from hrnet_train.trained_model import CheckpointError, network_state_dict, read_checkpoint
+from hrnet_train.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
 
 
 def _checkpoint(value: float) -> dict:
@@ -57,12 +53,12 @@ def test_save_replaces_and_loads_with_weights_only(tmp_path: Path) -> None:
     assert loaded["hyper_parameters"]["codec"] == {"name": "legacy", "sigma": 2.0}
 
 
-def test_inference_state_dict_prefers_ema(tmp_path: Path) -> None:
+def test_network_state_dict_prefers_ema(tmp_path: Path) -> None:
     checkpoint = _checkpoint(1.0)
-    assert torch.equal(inference_state_dict(checkpoint)["w"], torch.full((4,), 2.0))
-    assert torch.equal(inference_state_dict(checkpoint, prefer_ema=False)["w"], torch.full((4,), 1.0))
-    with pytest.raises(ValueError, match="no 'model.\\*' keys"):
-        inference_state_dict({"state_dict": {"other.w": torch.zeros(1)}})
+    assert torch.equal(network_state_dict(checkpoint)["w"], torch.full((4,), 2.0))
+    assert torch.equal(network_state_dict(checkpoint, prefer_ema=False)["w"], torch.full((4,), 1.0))
+    with pytest.raises(CheckpointError, match="no 'model.\\*' keys"):
+        network_state_dict({"state_dict": {"other.w": torch.zeros(1)}})
 
 
 def test_resolve_last_prefers_own_run_then_newest_run(tmp_path: Path) -> None:
@@ -88,5 +84,5 @@ def test_resolve_missing_checkpoint_names_the_path(tmp_path: Path) -> None:
 def test_load_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
     path = tmp_path / "evil.ckpt"
     torch.save({"hyper_parameters": {"when": time.struct_time((2026, 1, 1, 0, 0, 0, 0, 1, 0))}}, path)
-    with pytest.raises(Exception, match="weights_only"):
-        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="evil.ckpt: not a loadable checkpoint .*Weights only load failed"):
+        read_checkpoint(path)

@@ -13,8 +13,8 @@ import torch
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.augment import AugmentConfig
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths, seed_worker
-from hrnet_train.data.keypoints import load_keypoint_set
-from hrnet_train.data.transforms import get_affine_transform
+from hrnet_train.keypoints import load_keypoint_set
+from hrnet_train.geometry import get_affine_transform
 
 COCO17 = load_keypoint_set("coco17")
 CODEC = create_codec("legacy", (256, 192), sigma=2.0)

@@ -15,7 +15,7 @@ from hrnet_train.evaluation.coco_metric import (
     format_stats_table,
     load_coco,
 )
-from hrnet_train.evaluation.nms import COCO_SIGMAS
+from hrnet_train.decoding.nms import COCO_SIGMAS
 
 MINI_GT = "annotations/person_keypoints_val2017_mini.json"
 MINI_RESULTS = "reference_results/yolo11n_pose_keypoints_val2017_mini_results.json"

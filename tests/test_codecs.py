@@ -12,8 +12,8 @@ import yaml
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.codecs.legacy import LegacyCodec
-from hrnet_train.data.keypoints import load_keypoint_set
-from hrnet_train.data.transforms import get_affine_transform, get_udp_transform
+from hrnet_train.keypoints import load_keypoint_set
+from hrnet_train.geometry import get_affine_transform, get_udp_transform
 from hrnet_train.paths import config_dir
 
 INPUT = (256, 192)  # heatmap 64x48

@@ -12,8 +12,8 @@ import pytest
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.coco import TopDownCocoDataset
-from hrnet_train.data.image_io import ImageReadError, read_image
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.image_io import ImageReadError, read_image
+from hrnet_train.keypoints import load_keypoint_set
 
 COCO17 = load_keypoint_set("coco17")
 CODEC = create_codec("legacy", (256, 192))

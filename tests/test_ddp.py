@@ -20,7 +20,7 @@ import pytest
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.paths import REPO_ROOT
 from hrnet_train.training.launch import read_rank_records

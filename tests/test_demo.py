@@ -19,7 +19,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from test_estimator import write_tiny_checkpoint
 
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.demo import load_config, main, run_demo
 from hrnet_train.inference.detectors import boxes_from_poses
 from hrnet_train.inference.smoothing import PoseSmoother, lag_frames, mean_error, motion_noise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrnet_train.inference.drawing import BOX_COLOR, CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR, draw_poses
+from hrnet_train.drawing import BOX_COLOR, CENTER_COLOR, LEFT_COLOR, RIGHT_COLOR, draw_poses
 
 SKELETON = ((0, 1), (1, 2), (0, 2))
 FLIP_PAIRS = ((1, 2),)  # joint 1 left, joint 2 right, joint 0 centre

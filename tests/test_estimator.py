@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from hrnet_train.codecs import create_codec
-from hrnet_train.data.coco import normalize_image
-from hrnet_train.data.keypoints import load_keypoint_set
-from hrnet_train.data.transforms import box_to_center_scale
-from hrnet_train.evaluation.predictions import flip_test
+from hrnet_train.normalization import normalize_image
+from hrnet_train.keypoints import load_keypoint_set
+from hrnet_train.geometry import box_to_center_scale
+from hrnet_train.decoding.flip_test import flip_test
 from hrnet_train.inference.detectors import FullImage, GivenBoxes, HogPeopleDetector
 from hrnet_train.inference.estimator import PoseEstimator
 from hrnet_train.models import create_model
@@ -189,7 +189,7 @@ def test_from_checkpoint_lightning_and_official(model, estimator, tmp_path):
     image = _images()[1]
     (expected,) = estimator.predict(image)
     for loaded in (PoseEstimator.from_checkpoint(lightning),
-                   PoseEstimator.from_checkpoint(official, model_name="hrnet_tiny", input_size="96x64")):
+                   PoseEstimator.from_checkpoint(official, model="hrnet_tiny", input_size="96x64")):
         assert loaded.codec.input_size == INPUT_SIZE and loaded.flip_test and loaded.keypoints.num_joints == 17
         (people,) = loaded.predict(image)
         np.testing.assert_array_equal(people[0]["keypoints"], expected[0]["keypoints"])
@@ -199,6 +199,6 @@ def test_from_checkpoint_lightning_and_official(model, estimator, tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint file not found: .*nothing.ckpt"):
         PoseEstimator.from_checkpoint(tmp_path / "nothing.ckpt")
     with pytest.raises(ValueError, match="needs input_size"):
-        PoseEstimator.from_checkpoint(official, model_name="hrnet_tiny")
+        PoseEstimator.from_checkpoint(official, model="hrnet_tiny")
     with pytest.raises(ValueError, match="official.pth: does not match HRNet"):
-        PoseEstimator.from_checkpoint(official, model_name="hrnet_w18_small_v1", input_size="96x64")
+        PoseEstimator.from_checkpoint(official, model="hrnet_w18_small_v1", input_size="96x64")

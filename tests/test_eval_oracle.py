@@ -15,9 +15,9 @@ import torch
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.coco import TopDownCocoDataset
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.evaluation.codec_oracle import codec_ceiling, perfect_instances
-from hrnet_train.evaluation.predictions import DecodedInstances, PostprocessConfig, PredictionAccumulator
+from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig, PredictionAccumulator
 
 GT_FILE = "annotations/person_keypoints_val2017_mini.json"
 

@@ -20,7 +20,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, evaluate_coco_keypoints
-from hrnet_train.evaluation.runner import METRICS_FILE, RESULTS_FILE, run_from_config
+from hrnet_train.evaluation.report_writer import METRICS_FILE, RESULTS_FILE
+from hrnet_train.evaluation.runner import run_from_config
 from hrnet_train.models import create_model
 from hrnet_train.paths import REPO_ROOT, config_dir
 
@@ -83,7 +84,7 @@ def test_state_dict_on_coco_mini_writes_every_output(
 def test_results_file_mode_reproduces_yolo_oracle(coco_mini: Path, tmp_path: Path) -> None:
     metrics = _run([f"results={coco_mini / YOLO_MINI}", f"data.ann_file={coco_mini / MINI_GT}", f"output_dir={tmp_path}"])
     assert [round(metrics["stats"][name], 4) for name in STAT_NAMES] == YOLO_MINI_STATS
-    assert metrics["box_source"] == "GT-box AP"
+    assert metrics["box_source"] == "results-file AP"  # the file's boxes are not ours to name
     assert sum(metrics["error_classes"].values()) > 0
     assert "gallery" not in metrics  # no image dir given
 
@@ -121,7 +122,7 @@ def test_wrong_keys_give_a_listing_error_and_exit_code(coco_tiny: Path, tmp_path
     bad = tmp_path / "bad.pth"
     torch.save(state, bad)
     done = _evaluate_py([f"ckpt={bad}", *FAST, *_coco_args(coco_tiny, TINY_GT), f"output_dir={tmp_path / 'out'}"])
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr  # bad input found before inference
     assert f"{bad}: does not match HRNet" in done.stderr
     assert "missing (1)" in done.stderr and "unexpected (1):\n    head.renamed.weight" in done.stderr
     assert not (tmp_path / "out" / RESULTS_FILE).exists()
@@ -159,6 +160,6 @@ def test_lightning_checkpoint_brings_its_model_codec_and_size(coco_tiny: Path, t
     metrics = _run([f"ckpt={ckpt}", "num_workers=0", "accelerator=cpu", *_coco_args(coco_tiny, TINY_GT),
                     "gallery_size=0", f"output_dir={tmp_path / 'out'}"])
     settings = metrics["settings"]
-    assert (settings["kind"], settings["model"], settings["input_size"]) == ("lightning", "hrnet_tiny", "64x64")
+    assert (settings["kind"], settings["model"], settings["input_size"]) == ("checkpoint", "hrnet_tiny", "64x64")
     assert settings["codec"] == {"name": "udp", "flip_shift": False, "sigma": 2.0}
     assert metrics["throughput"]["instances"] == 12

@@ -19,7 +19,7 @@ from scipy.ndimage import gaussian_filter
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.codecs.base import HeatmapCodec
-from hrnet_train.data.transforms import box_to_center_scale
+from hrnet_train.geometry import box_to_center_scale
 from hrnet_train.export import OUTPUT_NAMES, create_decoder, export_onnx
 from hrnet_train.export.__main__ import main as export_main
 from hrnet_train.export.__main__ import parse_arguments

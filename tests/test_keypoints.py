@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
 

@@ -11,7 +11,7 @@ import scipy.io
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.coco import TopDownCocoDataset
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.data.lspet import AREA_PER_BOX_AREA, ConversionSummary, convert_lspet, main
 
 

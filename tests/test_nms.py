@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from hrnet_train.evaluation.nms import COCO_SIGMAS, oks_iou, oks_nms, soft_oks_nms
-from hrnet_train.evaluation.predictions import DecodedInstances, PostprocessConfig, flip_test
-from hrnet_train.evaluation.rescoring import rescore
+from hrnet_train.decoding.nms import COCO_SIGMAS, oks_iou, oks_nms, soft_oks_nms
+from hrnet_train.decoding.flip_test import flip_test
+from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig
+from hrnet_train.decoding.rescoring import rescore
 
 SIGMAS4 = np.full(4, 0.1)
 AREA = 10000.0

@@ -12,7 +12,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from hrnet_train.data import synthetic
-from hrnet_train.data.mean_pose_baseline import (
+from hrnet_train.baselines.mean_pose import (
     evaluate_keypoint_results,
     mean_normalised_pose,
     mean_pose_baseline,

@@ -14,10 +14,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.config_schema import register_resolvers, validate_train_config
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.paths import config_dir
-from hrnet_train.training.checkpointing import load_checkpoint, load_pose_model
+from hrnet_train.trained_model import load_trained_model, read_checkpoint
 from hrnet_train.training.datamodule import PoseDataModule
 from hrnet_train.training.ema import ModelEMA
 from hrnet_train.training.runner import _set_tf32, run_training
@@ -83,16 +83,17 @@ def test_fit_writes_checkpoints_tensorboard_and_ap(tiny_root: Path, tmp_path: Pa
     assert len(best) == 1 and (checkpoints / "last.ckpt").is_file()
     assert report["best_checkpoint"] == str(checkpoints / best[0])
     assert 0.0 <= report["stats"]["AP"] <= 1.0 and set(report["stats"]) >= {"AP", "AP50", "AR"}
-    assert report["complexity"]["params"] == sum(p.numel() for p in load_pose_model(checkpoints / "last.ckpt")[0].parameters())
+    assert report["complexity"]["params"] == sum(p.numel() for p in load_trained_model(checkpoints / "last.ckpt").network.parameters())
     assert (tmp_path / "run" / "config_resolved.yaml").is_file()
 
-    last = load_checkpoint(checkpoints / "last.ckpt")  # weights_only=True
+    last = read_checkpoint(checkpoints / "last.ckpt")  # weights_only=True
     assert last["epoch"] == 1 and last["global_step"] == 2 * last["lr_schedulers"][0]["steps_per_epoch"]
     hp = last["hyper_parameters"]
     assert (hp["model_name"], hp["keypoints_name"], hp["input_size"], hp["codec"]["name"]) == ("hrnet_tiny", "coco17", [128, 96], "legacy")
-    model, keypoints, codec, _ = load_pose_model(checkpoints / best[0])
-    assert keypoints.num_joints == 17 and codec.input_size == (128, 96) and codec.heatmap_size == (32, 24)
-    assert model(torch.zeros(1, 3, 128, 96)).shape == (1, 17, 32, 24)
+    trained = load_trained_model(checkpoints / best[0])
+    assert trained.task == "pose" and trained.input_size == (128, 96) and str(trained.input_size) == "128x96"
+    assert trained.keypoints.num_joints == 17 and trained.codec.input_size == (128, 96) and trained.codec.heatmap_size == (32, 24)
+    assert trained.network(torch.zeros(1, 3, 128, 96)).shape == (1, 17, 32, 24)
 
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
@@ -109,14 +110,14 @@ def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path) 
 
     part_config, part_resolved = _config(tiny_root, tmp_path / "part", *schedule)
     run_training(part_config, part_resolved, extra_callbacks=[StopAfterEpoch(1)])
-    interrupted = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.ckpt")
+    interrupted = read_checkpoint(tmp_path / "part" / "checkpoints" / "last.ckpt")
     assert interrupted["epoch"] == 0
 
     resumed_config, resumed_resolved = _config(tiny_root, tmp_path / "part", *schedule, "ckpt_path=last")
     run_training(resumed_config, resumed_resolved)
 
-    full = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
-    resumed = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.ckpt")
+    full = read_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    resumed = read_checkpoint(tmp_path / "part" / "checkpoints" / "last.ckpt")
     assert resumed["epoch"] == full["epoch"] == 1 and resumed["global_step"] == full["global_step"]
     assert full["state_dict"].keys() == resumed["state_dict"].keys()
     for key, value in full["state_dict"].items():
@@ -176,7 +177,8 @@ def test_checkpoint_from_train_evaluates_on_coco_mini(tiny_root: Path, coco_mini
     is written and the settings come from the checkpoint (the AP itself is whatever it is)."""
     from hydra import compose, initialize_config_dir
 
-    from hrnet_train.evaluation.runner import METRICS_FILE, RESULTS_FILE, run_from_config
+    from hrnet_train.evaluation.report_writer import METRICS_FILE, RESULTS_FILE
+    from hrnet_train.evaluation.runner import run_from_config
     from hrnet_train.paths import config_dir
 
     config, resolved = _config(tiny_root, tmp_path / "run", "trainer.max_epochs=1")

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from hrnet_train.codecs.base import HeatmapCodec, argmax_peaks, coords_to_image, encode_inputs
-from hrnet_train.data.transforms import get_affine_transform
+from hrnet_train.geometry import get_affine_transform
 
 _LOG_FLOOR = 1e-10
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hrnet_train.codecs.base import HeatmapCodec, argmax_peaks, coords_to_image, encode_inputs
-from hrnet_train.data.transforms import get_affine_transform
+from hrnet_train.geometry import get_affine_transform
 
 
 def reference_gaussian_patch(sigma: float) -> np.ndarray:

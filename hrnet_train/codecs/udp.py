@@ -23,7 +23,7 @@ from scipy.ndimage import gaussian_filter
 
 from hrnet_train.codecs.base import ArrayT, HeatmapCodec, argmax_peaks, coords_to_image, encode_inputs
 from hrnet_train.codecs.dark import modulated_taylor_decode, subpixel_gaussian_targets
-from hrnet_train.data.transforms import get_udp_transform
+from hrnet_train.geometry import get_udp_transform
 
 TARGET_TYPES = ("gaussian", "combined")
 

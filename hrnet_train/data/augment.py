@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from hrnet_train.data.keypoints import KeypointSet
+from hrnet_train.geometry import PIXEL_STD
+from hrnet_train.keypoints import KeypointSet
 
-PIXEL_STD = 200.0  # reference box unit (spec 3.2)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,12 @@ import numpy as np
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.augment import AugmentConfig
-from hrnet_train.data.coco import IMAGENET_MEAN, IMAGENET_STD, TopDownCocoDataset
-from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.data.coco import TopDownCocoDataset
+from hrnet_train.drawing import draw_skeleton
+from hrnet_train.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.normalization import denormalize
 from hrnet_train.data.lspet import parse_key_values
-from hrnet_train.sizes import parse_size
+from hrnet_train.sizes import InputSize
 
 HEATMAP_ALPHA = 0.45
 JOINT_COLOR = (255, 64, 64)  # RGB
@@ -40,8 +42,7 @@ def parse_licenses(value: str) -> frozenset[int]:
 
 def render_sample(sample: dict, keypoints: KeypointSet) -> np.ndarray:
     """One sample -> uint8 RGB crop with the summed target heatmaps blended in and the joints/limbs drawn."""
-    image = sample["image"].numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
-    image = np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    image = denormalize(sample["image"].numpy())
     height, width = image.shape[:2]
     heat = sample["target"].numpy().max(axis=0)
     heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -50,11 +51,7 @@ def render_sample(sample: dict, keypoints: KeypointSet) -> np.ndarray:
     canvas = np.ascontiguousarray((image * (1.0 - alpha) + colored * alpha).astype(np.uint8))
     joints = np.asarray(sample["meta"]["joints"])
     shown = (joints[:, 2] > 0) & (sample["target_weight"].numpy() > 0)
-    for a, b in keypoints.skeleton:
-        if shown[a] and shown[b]:
-            cv2.line(canvas, tuple(int(round(v)) for v in joints[a, :2]), tuple(int(round(v)) for v in joints[b, :2]), LIMB_COLOR, 1, cv2.LINE_AA)
-    for x, y in joints[shown, :2]:
-        cv2.circle(canvas, (int(round(x)), int(round(y))), 2, JOINT_COLOR, -1, cv2.LINE_AA)
+    draw_skeleton(canvas, joints[:, :2], shown, keypoints.skeleton, LIMB_COLOR, joint_colors=JOINT_COLOR, radius=2)
     return canvas
 
 
@@ -73,7 +70,7 @@ def browse(
 ) -> tuple[Path, Path]:
     """Write the grid PNG and its credits file; returns their paths."""
     keypoint_set = load_keypoint_set(keypoints)
-    size = parse_size(input_size)
+    size = InputSize.parse(input_size)
     dataset = TopDownCocoDataset(
         ann_file, img_dir, keypoint_set, create_codec(codec, size), train=train, augment=AugmentConfig(), seed=seed
     )

@@ -35,18 +35,14 @@ from hrnet_train.data.augment import (
     flip_joints,
     sample_augmentation,
 )
-from hrnet_train.data.image_io import read_image, reduced_to_full
-from hrnet_train.data.keypoints import KeypointSet
-from hrnet_train.data.transforms import PIXEL_STD, affine_points, box_to_center_scale
+from hrnet_train.image_io import read_image, reduced_to_full
+from hrnet_train.keypoints import KeypointSet
+from hrnet_train.geometry import PIXEL_STD, affine_points, box_to_center_scale
+from hrnet_train.normalization import normalize_image
 
 log = logging.getLogger(__name__)
 
 PERSON_CATEGORY_ID = 1
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-# x/255 then (x - mean)/std folded into one multiply-add per channel (float32, in place).
-_NORM_GAIN = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)
-_NORM_BIAS = (-IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
 
 
 @dataclass
@@ -74,35 +70,62 @@ class InstanceRecord:
 
 
 def resolve_coco_paths(
-    root: str | Path, split: str, ann_file: str | Path | None = None, img_dir: str | Path | None = None
-) -> tuple[Path, Path]:
-    """Find ``(annotation file, image dir)`` of ``split`` (e.g. "val2017") under ``root``.
+    root: str | Path | None,
+    split: str,
+    ann_file: str | Path | None = None,
+    img_dir: str | Path | None = None,
+    need_images: bool = True,
+    ann_key: str = "data.ann_file",
+    img_key: str = "data.img_dir",
+) -> tuple[Path, Path | None]:
+    """Find ``(annotation file, image dir)`` of ``split`` (e.g. "val2017"): the one path rule of
+    training, evaluation and the tools.
 
-    Tries the standard COCO download layout (``root/annotations/person_keypoints_{split}.json`` +
-    ``root/{split}/``) and the official repo's (``root/images/{split}/``). ``ann_file``/``img_dir``
-    override the defaults; relative overrides are looked up under ``root`` first, then as given.
-    Raises FileNotFoundError listing every path tried.
+    Defaults under ``root``: the standard COCO download layout (``annotations/person_keypoints_{split}.json``
+    + ``{split}/``) or the official repo's (``images/{split}/``). ``ann_file``/``img_dir`` override them;
+    an absolute override is used as is, a relative one is looked up under ``root`` first, then in the
+    working directory. Without ``need_images`` (scoring a results file) a missing image dir gives None.
+    Raises FileNotFoundError listing every path tried; when ``root/annotations`` holds keypoint files
+    with other names, the message says which key (``ann_key``) to set to which file.
     """
-    root = Path(root)
+    base = None if root is None else Path(root).expanduser()
+    if base is None and ann_file is None:
+        raise FileNotFoundError(f"COCO split {split!r}: give the dataset root (data.root) or {ann_key} as a path")
 
     def candidates(override: str | Path | None, defaults: list[Path]) -> list[Path]:
         if override is None:
             return defaults
-        override = Path(override)
-        return [override] if override.is_absolute() else [root / override, override]
+        override = Path(override).expanduser()
+        if override.is_absolute() or base is None:
+            return [override]
+        return [base / override, override]
 
-    ann_tried = candidates(ann_file, [root / "annotations" / f"person_keypoints_{split}.json"])
-    img_tried = candidates(img_dir, [root / "images" / split, root / split])
+    ann_defaults = [base / "annotations" / f"person_keypoints_{split}.json"] if base is not None else []
+    img_defaults = [base / "images" / split, base / split] if base is not None else []
+    ann_tried = candidates(ann_file, ann_defaults)
+    img_tried = candidates(img_dir, img_defaults)
     ann = next((p for p in ann_tried if p.is_file()), None)
     img = next((p for p in img_tried if p.is_dir()), None)
     problems = []
     if ann is None:
-        problems.append("annotation file not found; tried: " + ", ".join(str(p) for p in ann_tried))
-    if img is None:
-        problems.append("image directory not found; tried: " + ", ".join(str(p) for p in img_tried))
+        problems.append("annotation file not found; tried: " + ", ".join(str(p) for p in ann_tried) + _other_files_hint(base, ann_key))
+    if img is None and (need_images or img_dir is not None):
+        problems.append(f"image directory not found ({img_key}); tried: " + ", ".join(str(p) for p in img_tried))
     if problems:
-        raise FileNotFoundError(f"COCO split {split!r} under {root}: " + "; ".join(problems))
+        raise FileNotFoundError(f"COCO split {split!r} under {base}: " + "; ".join(problems))
     return ann, img  # type: ignore[return-value]
+
+
+def _other_files_hint(root: Path | None, ann_key: str) -> str:
+    """`` -- found annotations/x.json: set data.train_ann_file=annotations/x.json`` when other JSONs are there."""
+    folder = None if root is None else root / "annotations"
+    if folder is None or not folder.is_dir():
+        return ""
+    found = sorted(p.name for p in folder.glob("*.json"))
+    if not found:
+        return ""
+    listed = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
+    return f" -- {folder} holds {listed}: set {ann_key}=annotations/{found[0]} (or the right one of them)"
 
 
 def load_coco(ann_file: str | Path) -> COCO:
@@ -256,18 +279,6 @@ def detection_records(
 
 
 # --------------------------------------------------------------------------- samples
-
-
-def normalize_image(crop: np.ndarray) -> np.ndarray:
-    """uint8 HxWx3 -> float32 3xHxW, (x/255 - mean)/std per channel as one in-place multiply-add.
-
-    Equals ToTensor + Normalize up to float32 rounding (max abs difference ~5e-7).
-    """
-    out = np.empty((3, *crop.shape[:2]), dtype=np.float32)
-    for channel in range(3):
-        np.multiply(crop[:, :, channel], _NORM_GAIN[channel], out=out[channel], dtype=np.float32)
-        out[channel] += _NORM_BIAS[channel]
-    return out
 
 
 class TopDownCocoDataset(torch.utils.data.Dataset):

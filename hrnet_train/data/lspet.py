@@ -36,7 +36,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 
 AREA_PER_BOX_AREA = 0.53
 SIDE_MARGIN = 0.10

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from hrnet_train.paths import data_dir
-from hrnet_train.sizes import format_size, parse_size
+from hrnet_train.sizes import InputSize
 
 # Bump whenever the drawing or sampling changes: the manifest then no longer matches and
 # ensure_synthetic_dataset regenerates.
@@ -136,7 +136,7 @@ class SyntheticConfig:
 
     def manifest(self) -> dict:
         params = asdict(self)
-        params["image_size"] = format_size(self.image_size)
+        params["image_size"] = str(InputSize.parse(self.image_size))
         return {"generator_version": GENERATOR_VERSION, **params}
 
 
@@ -742,7 +742,7 @@ def ensure_synthetic_dataset(root: Path | str | None = None, num_train: int = 20
     """
     root = Path(root) if root is not None else data_dir() / "synthetic"
     config = SyntheticConfig(num_train=num_train, num_val=num_val, seed=seed,
-                             image_size=parse_size(image_size, field="synthetic image_size"),
+                             image_size=InputSize.parse(image_size, field="synthetic image_size"),
                              min_person_height=float(min_person_height))
     if not _is_complete(root, config):
         generate_dataset(root, config, workers)
@@ -771,7 +771,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = SyntheticConfig(
         num_train=int(options.get("num_train", 2000)), num_val=int(options.get("num_val", 200)),
         seed=int(options.get("seed", 0)),
-        image_size=parse_size(options.get("image_size", "256x256"), field="synthetic image_size"),
+        image_size=InputSize.parse(options.get("image_size", "256x256"), field="synthetic image_size"),
         min_person_height=float(options.get("min_person_height", DEFAULT_MIN_PERSON_HEIGHT)),
     )
     workers = int(options.get("workers", 1))

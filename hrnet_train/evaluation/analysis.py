@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
-from hrnet_train.data.keypoints import KeypointSet
+from hrnet_train.keypoints import KeypointSet
 from hrnet_train.evaluation.coco_metric import load_coco, load_results
 
 ERROR_CLASSES = ("good", "jitter", "inversion", "swap", "miss")

@@ -24,7 +24,8 @@ BBOX_STAT_NAMES: tuple[str, ...] = (
     "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"
 )
 IOU_TYPES = ("keypoints", "bbox")
-BOX_SOURCE_LABELS = {"gt": "GT-box AP", "detector": "detector-box AP"}
+# A results file scored as given was made with boxes this code did not choose: it gets its own label.
+BOX_SOURCE_LABELS = {"gt": "GT-box AP", "detector": "detector-box AP", "results": "results-file AP"}
 
 
 def _quiet(enabled: bool) -> contextlib.AbstractContextManager:

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from hrnet_train.data.coco import InstanceRecord, TopDownCocoDataset
-from hrnet_train.data.transforms import affine_points
+from hrnet_train.geometry import affine_points
 from hrnet_train.evaluation.coco_metric import evaluate_coco_keypoints
-from hrnet_train.evaluation.predictions import DecodedInstances, PostprocessConfig, decode_batch
+from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig, decode_batch
 
 BATCH = 256  # instances decoded at once: bounds memory on full COCO val (about 6,000 GT boxes)
 

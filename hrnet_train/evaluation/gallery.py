@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 from pycocotools.coco import COCO
 
-from hrnet_train.data.keypoints import KeypointSet
+from hrnet_train.drawing import draw_skeleton
+from hrnet_train.keypoints import KeypointSet
 from hrnet_train.evaluation.analysis import ErrorAnalysis, InstanceMatch
 
 GT_COLOR = (0, 200, 0)  # BGR green
@@ -28,16 +29,6 @@ def _tile_transform(bbox: Sequence[float], tile_hw: tuple[int, int]) -> np.ndarr
     factor = min(tile_w / max(w * CONTEXT, 1.0), tile_h / max(h * CONTEXT, 1.0))
     cx, cy = x + w / 2.0, y + h / 2.0
     return np.array([[factor, 0.0, tile_w / 2.0 - factor * cx], [0.0, factor, tile_h / 2.0 - factor * cy]])
-
-
-def _draw_pose(tile: np.ndarray, points: np.ndarray, shown: np.ndarray, skeleton, color: tuple[int, int, int]) -> None:
-    pixels = np.round(points).astype(int)
-    for a, b in skeleton:
-        if shown[a] and shown[b]:
-            cv2.line(tile, tuple(pixels[a]), tuple(pixels[b]), color, 2, cv2.LINE_AA)
-    for point, visible in zip(pixels, shown, strict=True):
-        if visible:
-            cv2.circle(tile, tuple(point), 3, color, -1, cv2.LINE_AA)
 
 
 def render_tile(
@@ -56,8 +47,9 @@ def render_tile(
     def to_tile(points: np.ndarray) -> np.ndarray:
         return points[:, :2] @ trans[:, :2].T + trans[:, 2]
 
-    _draw_pose(tile, to_tile(gt), gt[:, 2] > 0, keypoint_set.skeleton, GT_COLOR)
-    _draw_pose(tile, to_tile(predicted), np.ones(len(predicted), dtype=bool), keypoint_set.skeleton, PRED_COLOR)
+    draw_skeleton(tile, to_tile(gt), gt[:, 2] > 0, keypoint_set.skeleton, GT_COLOR, radius=3, thickness=2)
+    draw_skeleton(tile, to_tile(predicted), np.ones(len(predicted), dtype=bool), keypoint_set.skeleton, PRED_COLOR,
+                  radius=3, thickness=2)
     cv2.rectangle(tile, (0, 0), (tile_hw[1] - 1, 18), (0, 0, 0), -1)
     cv2.putText(tile, caption, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
     return tile

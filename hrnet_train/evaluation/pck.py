@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools.coco import COCO
 
-from hrnet_train.data.keypoints import KeypointSet
+from hrnet_train.keypoints import KeypointSet
 
 TORSO_JOINTS = ("left_shoulder", "right_hip")
 # LSPET's 12 limb joints: all but neck and head top.

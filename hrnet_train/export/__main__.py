@@ -25,7 +25,8 @@ from torch import nn
 from hrnet_train.codecs import create_codec
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.export.onnx import DEFAULT_OPSET, OUTPUT_NAMES, export_onnx
-from hrnet_train.sizes import format_size, parse_size
+from hrnet_train.sizes import InputSize
+from hrnet_train.trained_model import load_trained_model
 
 FORMATS = ("onnx",)
 CHECKPOINT_ONLY = ("ckpt", "ema")
@@ -75,20 +76,17 @@ def _parse_bool(value: str, field: str) -> bool:
 
 def source_from_checkpoint(path: str, prefer_ema: bool = True, codec_name: str | None = None) -> ExportSource:
     """Network and codec rebuilt from a training checkpoint's hyper_parameters."""
-    from hrnet_train.training.checkpointing import load_pose_model
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"export: ckpt={path}: checkpoint file not found")
-    network, keypoints, codec, hparams = load_pose_model(path, prefer_ema=prefer_ema)
+    trained = load_trained_model(path, prefer_ema=prefer_ema)
+    codec = trained.codec
     if codec_name is not None and codec_name != codec.name:
         codec = create_codec(codec_name, codec.input_size, sigma=codec.sigma, stride=codec.stride)
     metadata = {
         "source": str(path),
-        "model": str(hparams.get("model_name")),
-        "keypoints": ",".join(keypoints.names),
-        "color_rgb": str(bool(hparams.get("color_rgb", True))).lower(),
+        "model": trained.model_name,
+        "keypoints": ",".join(trained.keypoints.names),
+        "color_rgb": str(trained.color_rgb).lower(),
     }
-    return ExportSource(network, codec, metadata)
+    return ExportSource(trained.network, codec, metadata)
 
 
 def source_from_name(
@@ -118,7 +116,7 @@ def resolve_source(options: dict[str, str]) -> ExportSource:
         raise ValueError(f"export: num_joints must be an integer and sigma a number ({error})") from None
     return source_from_name(
         options["model"],
-        parse_size(options.get("input_size", "256x192"), "input_size", multiple_of=32),
+        InputSize.parse(options.get("input_size", "256x192"), "input_size"),
         num_joints=num_joints,
         head=options.get("head", "v1"),
         codec_name=options.get("codec", "legacy"),
@@ -135,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     codec = source.codec
     print(
-        f"wrote {path}: input 'images' [B, 3, {format_size(codec.input_size)}], outputs {list(OUTPUT_NAMES)}; "
+        f"wrote {path}: input 'images' [B, 3, {InputSize(*codec.input_size)}], outputs {list(OUTPUT_NAMES)}; "
         f"codec {codec.name}, keypoints in input-crop pixels"
     )
     return path

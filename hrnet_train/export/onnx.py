@@ -20,6 +20,7 @@ from torch import nn
 
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.export.torch_decode import HeatmapDecoder, create_decoder
+from hrnet_train.normalization import normalization_metadata
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("heatmaps", "keypoints", "scores")
@@ -48,7 +49,7 @@ def export_metadata(codec: HeatmapCodec, extra: dict[str, str] | None = None) ->
         "input_size": f"{in_h}x{in_w}",
         "heatmap_size": f"{h}x{w}",
         "keypoints_unit": "input-crop pixels; image = backproject(keypoints, center, scale, input_size, codec)",
-        "normalization": json.dumps({"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
+        "normalization": json.dumps(normalization_metadata()),
     }
     metadata.update(extra or {})
     return metadata

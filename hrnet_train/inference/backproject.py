@@ -3,7 +3,7 @@
 The exported graph returns keypoints in INPUT-CROP pixels. A crop is the box ``center`` +/- 100 *
 ``scale`` (``scale`` in units of 200 px, reference convention) resized to the input size (H, W) with
 no rotation at inference, so going back is one scale and one shift per crop. The two pixel
-conventions (see ``hrnet_train/data/transforms.py``):
+conventions (see ``hrnet_train/geometry.py``):
 
 * legacy, dark ("size" convention, reference ``get_affine_transform``; only s_w is used):
   ``x = cx + (x_crop - W/2) * 200 s_w / W``,  ``y = cy + (y_crop - H/2) * 200 s_w / W``
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-PIXEL_STD = 200.0
+from hrnet_train.geometry import PIXEL_STD
+
 SIZE_CONVENTION = ("legacy", "dark")
 UNIT_LENGTH_CONVENTION = ("udp",)
 

@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from hrnet_train.codecs import HeatmapCodec, create_codec
-from hrnet_train.data.coco import normalize_image
-from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
-from hrnet_train.data.transforms import box_to_center_scale
-from hrnet_train.evaluation.predictions import flip_test
-from hrnet_train.evaluation.rescoring import IN_VIS_THRE, rescore
+from hrnet_train.codecs import HeatmapCodec
+from hrnet_train.normalization import normalize_image
+from hrnet_train.keypoints import KeypointSet
+from hrnet_train.geometry import box_to_center_scale
+from hrnet_train.decoding.flip_test import flip_test
+from hrnet_train.decoding.rescoring import IN_VIS_THRE, rescore
 from hrnet_train.inference.detectors import FullImage, PersonDetector, validate_boxes
 from hrnet_train.inference.media import read_image
-from hrnet_train.sizes import parse_size
+from hrnet_train.trained_model import DEFAULT_CODEC, TrainedModel, load_trained_model
 
 PRECISIONS = ("32", "bf16")
 CHANNEL_ORDERS = ("bgr", "rgb")
@@ -87,42 +87,41 @@ class PoseEstimator:
         path: str | Path,
         device: str | torch.device = "cpu",
         precision: str = "32",
-        model_name: str | None = None,
-        keypoints: str | KeypointSet = "coco17",
+        model: str | None = None,
+        keypoints: str | KeypointSet | None = None,
         input_size: str | tuple[int, int] | None = None,
-        codec: str = "legacy",
-        color_rgb: bool = True,
+        codec: str | None = None,
+        color_rgb: bool | None = None,
         flip_test: bool | None = None,
         max_batch: int = 32,
         prefer_ema: bool = True,
     ) -> PoseEstimator:
-        """Build an estimator from a checkpoint file.
+        """Build an estimator from a checkpoint file (through :func:`hrnet_train.trained_model.load_trained_model`).
 
-        Without ``model_name``: one of our Lightning checkpoints; model, codec, keypoint set, colour order
-        and flip-test default come from its ``hyper_parameters`` (EMA weights when it has them).
-        With ``model_name`` (e.g. 'hrnet_w32'): an official-format state dict (.pth); then
-        ``keypoints``, ``input_size`` ('256x192'), ``codec`` and ``color_rgb`` describe it.
+        Without ``model``: one of our training checkpoints; model, codec, keypoint set, colour order and
+        flip-test default come from its ``hyper_parameters`` (EMA weights when it has them).
+        With ``model`` (e.g. 'hrnet_w32'): an official-format state dict (.pth); then ``keypoints``
+        (default coco17), ``input_size`` (required, e.g. '256x192'), ``codec`` (default legacy) and
+        ``color_rgb`` (default True) describe it.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {path}")
-        if model_name is None:
-            from hrnet_train.training.checkpointing import load_pose_model
+        if model is not None and input_size is None:
+            raise ValueError(f"{path}: an official checkpoint needs input_size (e.g. '256x192') next to model")
+        trained = load_trained_model(
+            path, model=model, keypoints=keypoints, input_size=input_size, color_rgb=color_rgb, prefer_ema=prefer_ema,
+            codec=None if codec is None else {**DEFAULT_CODEC, "name": codec},
+        )
+        return cls.from_trained(trained, device, precision, flip_test, max_batch)
 
-            model, keypoint_set, heatmap_codec, hparams = load_pose_model(path, prefer_ema=prefer_ema)
-            return cls(model, heatmap_codec, keypoint_set, device, precision,
-                       hparams.get("flip_test", True) if flip_test is None else flip_test, max_batch,
-                       bool(hparams.get("color_rgb", True)))
-        from hrnet_train.models import create_model, load_official_state_dict
-
-        if input_size is None:
-            raise ValueError(f"{path}: an official checkpoint needs input_size (e.g. '256x192') next to model_name")
-        keypoint_set = load_keypoint_set(keypoints)
-        model = create_model(model_name, num_joints=keypoint_set.num_joints)
-        load_official_state_dict(model, path)
-        heatmap_codec = create_codec(codec, parse_size(input_size))
-        return cls(model, heatmap_codec, keypoint_set, device, precision, True if flip_test is None else flip_test,
-                   max_batch, color_rgb)
+    @classmethod
+    def from_trained(
+        cls, trained: TrainedModel, device: str | torch.device = "cpu", precision: str = "32",
+        flip_test: bool | None = None, max_batch: int = 32,
+    ) -> PoseEstimator:
+        """An estimator around a loaded keypoint model (pose or face)."""
+        if trained.codec is None or trained.keypoints is None:
+            raise ValueError(f"{trained.source.get('ckpt')}: a {trained.task} model has no keypoints to estimate")
+        return cls(trained.network, trained.codec, trained.keypoints, device, precision,
+                   trained.flip_test if flip_test is None else flip_test, max_batch, trained.color_rgb)
 
     # ------------------------------------------------------------------ public API
 

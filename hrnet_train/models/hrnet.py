@@ -16,7 +16,7 @@ from torch import nn
 from hrnet_train.models.blocks import BLOCKS, BN_MOMENTUM, Block, conv3x3, init_official_, make_layer
 from hrnet_train.models.heads import make_head
 from hrnet_train.models.spec import HRNetSpec, StageSpec
-from hrnet_train.sizes import parse_size
+from hrnet_train.sizes import InputSize
 
 INITS = ("official", "pytorch")
 
@@ -187,7 +187,7 @@ class HRNet(nn.Module):
     def check_input_size(self, height: int, width: int) -> None:
         """Raise ValueError unless both sides are divisible by the lowest branch's stride (32),
         without which the upsampled branches cannot be summed."""
-        parse_size((height, width), "input_size", multiple_of=self.input_multiple)
+        InputSize(height, width).check_multiple(self.input_multiple, "input_size")
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Branch outputs of the last stage, highest resolution (1/4) first."""

@@ -21,12 +21,13 @@ _SHOWN = 10
 
 
 def read_state_dict(
-    source: str | Path | Mapping[str, torch.Tensor], strip_prefixes: Iterable[str] = ("module.",)
+    source: str | Path | Mapping[str, torch.Tensor], strip_prefixes: Iterable[str] = ("module.",), label: str | None = None
 ) -> tuple[dict[str, torch.Tensor], str]:
     """``(state_dict, label)`` from a file or mapping: unwraps ``{'state_dict': ...}`` and strips
-    ``strip_prefixes`` (``module.`` of DataParallel checkpoints) from key starts."""
+    ``strip_prefixes`` (``module.`` of DataParallel checkpoints) from key starts. ``label`` names a
+    mapping's origin in error messages (a file is named by its path)."""
     if isinstance(source, Mapping):
-        label, obj = "state_dict", source
+        label, obj = label or "state_dict", source
     else:
         path = Path(source)
         label = str(path)
@@ -68,13 +69,14 @@ def load_official_state_dict(
     model: nn.Module,
     source: str | Path | Mapping[str, torch.Tensor],
     strip_prefixes: Iterable[str] = ("module.",),
+    label: str | None = None,
 ) -> None:
     """Load every weight of ``model`` from an official (or our own) checkpoint; exact key set required.
 
     Raises ValueError naming the source with the first 10 missing / unexpected / mis-shaped keys
     and their counts.
     """
-    state, label = read_state_dict(source, strip_prefixes)
+    state, label = read_state_dict(source, strip_prefixes, label)
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state]
     unexpected = [k for k in state if k not in model_state]

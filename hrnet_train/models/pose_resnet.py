@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from hrnet_train.models.blocks import BN_MOMENTUM, BasicBlock, Block, Bottleneck, init_official_, make_layer
-from hrnet_train.sizes import parse_size
+from hrnet_train.sizes import InputSize
 
 # ResNet depth -> (block, blocks per layer) (He et al., CVPR 2016, Table 1).
 RESNET_LAYOUTS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
@@ -117,7 +117,7 @@ class PoseResNet(nn.Module):
 
     def check_input_size(self, height: int, width: int) -> None:
         """Raise ValueError unless both sides are divisible by 32 (the backbone stride)."""
-        parse_size((height, width), "input_size", multiple_of=self.input_multiple)
+        InputSize(height, width).check_multiple(self.input_multiple, "input_size")
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The 1/4-resolution map after the deconvolutions (one entry, for API parity with HRNet)."""

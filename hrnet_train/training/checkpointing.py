@@ -1,9 +1,9 @@
-"""Crash-safe checkpoint files and what evaluation/inference need to read them back.
+"""Writing checkpoints: crash-safe files, and the hyper_parameters that let them be read back alone.
 
 A checkpoint is written to a temporary file in the target directory, flushed to disk (fsync) and
 renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a crash mid-save
 never leaves a truncated ``last.ckpt``. Everything stored is tensors or plain containers, so the
-files load with ``torch.load(weights_only=True)``.
+files load with ``torch.load(weights_only=True)``. Reading them back is ``hrnet_train.trained_model``'s job.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 LAST_CHECKPOINT = "last.ckpt"
 CHECKPOINT_SUBDIR = "checkpoints"
-EMA_PREFIX = "ema.model."
-MODEL_PREFIX = "model."
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -88,20 +86,6 @@ def resolve_ckpt_path(value: str | None, run_dir: Path, runs_root: Path | None =
     return str(candidates[-1])
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a training checkpoint on CPU without unpickling arbitrary objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def inference_state_dict(checkpoint: Mapping[str, Any], prefer_ema: bool = True) -> dict[str, torch.Tensor]:
-    """The network weights (keys of the bare model) from a checkpoint; the EMA copy when it has one."""
-    state = checkpoint["state_dict"]
-    prefix = EMA_PREFIX if prefer_ema and any(k.startswith(EMA_PREFIX) for k in state) else MODEL_PREFIX
-    weights = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
-    if not weights:
-        raise ValueError(f"checkpoint state_dict has no '{prefix}*' keys (found e.g. {list(state)[:3]})")
-    return weights
-
 
 def checkpoint_hparams(resolved_config: Mapping[str, Any], input_size: tuple[int, int], num_joints: int) -> dict[str, Any]:
     """What a checkpoint must carry to rebuild model, keypoint set and codec without the config tree.
@@ -111,6 +95,7 @@ def checkpoint_hparams(resolved_config: Mapping[str, Any], input_size: tuple[int
     model = dict(resolved_config["model"])
     keypoints = dict(resolved_config["keypoints"])
     return {
+        "task": "pose",
         "model_name": str(model.get("name")),
         "model": model,
         "keypoints_name": str(keypoints.get("name")),
@@ -122,21 +107,3 @@ def checkpoint_hparams(resolved_config: Mapping[str, Any], input_size: tuple[int
         "flip_test": bool(resolved_config["eval"].get("flip_test", True)),
         "config": dict(resolved_config),
     }
-
-
-def load_pose_model(path: str | os.PathLike, prefer_ema: bool = True) -> tuple[torch.nn.Module, Any, Any, dict[str, Any]]:
-    """``(model in eval mode, KeypointSet, codec, hyper_parameters)`` rebuilt from a checkpoint alone."""
-    from hrnet_train.codecs import create_codec
-    from hrnet_train.data.keypoints import load_keypoint_set
-    from hrnet_train.models import create_model
-
-    checkpoint = load_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters")
-    if not hparams or "model" not in hparams:
-        raise ValueError(f"{path}: checkpoint has no hrnet-train hyper_parameters (model/codec/keypoints)")
-    keypoints = load_keypoint_set(hparams["keypoints"])
-    model = create_model(hparams["model"], num_joints=hparams["num_joints"])
-    model.load_state_dict(inference_state_dict(checkpoint, prefer_ema), strict=True)
-    codec_options = dict(hparams["codec"])
-    codec = create_codec(codec_options.pop("name"), tuple(hparams["input_size"]), **codec_options)
-    return model.eval(), keypoints, codec, hparams

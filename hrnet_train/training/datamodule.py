@@ -24,7 +24,7 @@ from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import DataConfig, EvalConfig
 from hrnet_train.data.augment import AugmentConfig
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths, seed_worker
-from hrnet_train.data.keypoints import KeypointSet
+from hrnet_train.keypoints import KeypointSet
 
 
 class EpochSeededRandomSampler(Sampler[int]):
@@ -69,8 +69,13 @@ class PoseDataModule(pl.LightningDataModule):
         self.codec = codec
         self.seed = seed
         root = Path(data.root).expanduser()
-        self.train_ann, self.train_img = resolve_coco_paths(root, data.train_split, data.train_ann_file, data.train_img_dir)
-        self.val_ann, self.val_img = resolve_coco_paths(root, data.val_split, data.val_ann_file, data.val_img_dir)
+        self.train_ann, self.train_img = resolve_coco_paths(
+            root, data.train_split, data.train_ann_file, data.train_img_dir,
+            ann_key="data.train_ann_file", img_key="data.train_img_dir",
+        )
+        self.val_ann, self.val_img = resolve_coco_paths(
+            root, data.val_split, data.val_ann_file, data.val_img_dir, ann_key="data.val_ann_file", img_key="data.val_img_dir"
+        )
         self.train_dataset: TopDownCocoDataset | None = None
         self.val_dataset: TopDownCocoDataset | None = None
 

@@ -18,10 +18,9 @@ from torch import nn
 
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import TrainConfig
-from hrnet_train.data.keypoints import KeypointSet
-from hrnet_train.evaluation.coco_metric import evaluate_coco_keypoints, format_stats_table
-from hrnet_train.evaluation.pck import annotation_pck, pck_applies
-from hrnet_train.evaluation.predictions import DecodedInstances, PostprocessConfig, PredictionAccumulator, flip_test
+from hrnet_train.keypoints import KeypointSet
+from hrnet_train.evaluation.coco_metric import format_stats_table
+from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics
 from hrnet_train.training.ema import ModelEMA
 from hrnet_train.training.losses import JointsMSELoss
 from hrnet_train.training.schedules import StepwiseLR, build_optimizer, scale_lr
@@ -44,10 +43,9 @@ class PoseLightningModule(pl.LightningModule):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.ema = ModelEMA(model, config.ema.decay) if config.ema.enabled else None
-        self.postprocess = PostprocessConfig(in_vis_thre=config.eval.in_vis_thre, nms=config.eval.nms, oks_thre=config.eval.oks_thre)
+        self.validation = PoseValidation(codec, keypoints, config.eval)
         self.last_stats: dict[str, float] = {}
         self.last_table = ""
-        self._accumulator: PredictionAccumulator | None = None
         self._vis_batch: dict[str, np.ndarray] | None = None
         self._ema_step = -1
 
@@ -99,22 +97,16 @@ class PoseLightningModule(pl.LightningModule):
     # ------------------------------------------------------------------ validation
 
     def on_validation_epoch_start(self) -> None:
-        self._accumulator = PredictionAccumulator(self.codec, self.keypoints.sigmas, self.postprocess)
+        self.validation.start()
         self._vis_batch = None
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         images = self._prepare(batch["image"])
-        network = self.evaluated_model
-        if self.config.eval.flip_test:
-            heatmaps = flip_test(network, images, self.codec, self.keypoints.flip_index)
-        else:
-            heatmaps = network(images)
-        heatmaps = heatmaps.float()
+        heatmaps = self.validation.heatmaps(self.evaluated_model, images)
         if self.config.eval.boxes == "gt":  # with detector boxes the targets are dummies (spec 9.15)
             loss = self.loss(heatmaps, batch["target"], batch["target_weight"])
             self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(images))
-        assert self._accumulator is not None
-        self._accumulator.add(heatmaps, batch["meta"])
+        self.validation.add(heatmaps, batch["meta"])
         if batch_idx == 0 and self.config.eval.num_vis_images > 0:
             n = self.config.eval.num_vis_images
             self._vis_batch = {
@@ -125,23 +117,14 @@ class PoseLightningModule(pl.LightningModule):
             }
 
     def on_validation_epoch_end(self) -> None:
-        assert self._accumulator is not None
-        instances = self._accumulator.instances()
-        if self.trainer.world_size > 1:
-            gathered = self.all_gather({k: torch.from_numpy(v) for k, v in instances.as_arrays().items()})
-            instances = DecodedInstances.from_arrays(gathered)
-        # DistributedSampler pads ranks with repeats: keep one row per val instance before anything
-        # is computed, and log the count so a run shows every instance was evaluated exactly once.
-        instances = instances.deduplicate()
-        results = self._accumulator.results(instances)
-        coco = self.trainer.datamodule.val_dataset.coco
-        stats = evaluate_coco_keypoints(coco, results, sigmas=self.keypoints.sigmas)
+        # One row per val instance, gathered from every rank (DistributedSampler pads with repeats);
+        # the count is logged so a run shows every instance was evaluated exactly once.
+        instances = self.validation.gather(self.trainer.world_size)
         dataset = self.trainer.datamodule.val_dataset
-        if self.config.eval.boxes == "gt" and pck_applies(self.keypoints):
-            # One prediction per GT box, before NMS, as evaluate.py reports it (torso PCK@0.2).
-            annotation_ids = [dataset.records[i].annotation_id for i in instances.indices]
-            pck = annotation_pck(coco, self.keypoints, dict(zip(annotation_ids, instances.keypoints, strict=True)))
-            stats = {**stats, "PCK_limbs": pck.limbs, "PCK_all": pck.all_joints}
+        gt_box_poses = None
+        if self.config.eval.boxes == "gt":  # one prediction per GT box, before NMS, as evaluate.py reports PCK
+            gt_box_poses = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
+        stats = pose_metrics(dataset.coco, self.validation.results(instances), self.keypoints, gt_box_poses)
         self.last_stats = stats
         self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True)
         self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True)

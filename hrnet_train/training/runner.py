@@ -22,23 +22,23 @@ from pytorch_lightning.utilities import rank_zero_only
 from hrnet_train.codecs import create_codec
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import TrainConfig
-from hrnet_train.data.keypoints import load_keypoint_set
+from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.data.lspet import ensure_lspet_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
 from hrnet_train.models import create_model
-from hrnet_train.sizes import format_size
+from hrnet_train.sizes import InputSize
 from hrnet_train.training.callbacks import DatasetEpochSeeder, ThroughputMonitor
 from hrnet_train.training.checkpointing import (
     CHECKPOINT_SUBDIR,
     LAST_CHECKPOINT,
     AtomicCheckpointIO,
     checkpoint_hparams,
-    load_checkpoint,
     resolve_ckpt_path,
 )
 from hrnet_train.training.datamodule import PoseDataModule
 from hrnet_train.training.module import PoseLightningModule
+from hrnet_train.trained_model import read_checkpoint
 
 RESOLVED_CONFIG_NAME = "config_resolved.yaml"
 REPORT_NAME = "report.json"
@@ -109,7 +109,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         "flip_test": config.eval.flip_test,
         "stats": stats,
         "model": config.model.get("name"),
-        "input_size": format_size(input_size),
+        "input_size": str(input_size),
         "complexity": complexity,
         "epochs": _epochs_trained(trainer, run_dir),
         "fit_seconds": fit_seconds,
@@ -138,7 +138,7 @@ def _epochs_trained(trainer: pl.Trainer, run_dir: Path) -> int:
     last = run_dir / CHECKPOINT_SUBDIR / LAST_CHECKPOINT
     if trainer.current_epoch > 0 or not last.is_file():
         return trainer.current_epoch
-    return int(load_checkpoint(last)["epoch"]) + 1
+    return int(read_checkpoint(last)["epoch"]) + 1
 
 
 def _best_checkpoint(config: TrainConfig, run_dir: Path) -> ModelCheckpoint:
@@ -223,7 +223,7 @@ def _print_banner(config: TrainConfig, module: PoseLightningModule, trainer: pl.
     hashes = ", ".join(f"{k} {v}" for k, v in datamodule.file_hashes().items())
     lines = [
         f"run dir        : {run_dir}",
-        f"experiment     : {config.experiment_name}  model {config.model.get('name')}  input {format_size(input_size)}"
+        f"experiment     : {config.experiment_name}  model {config.model.get('name')}  input {input_size}"
         f"  codec {config.codec.get('name')} (sigma {config.codec.get('sigma')})  keypoints {config.keypoints.get('name')}",
         f"devices        : {trainer.world_size} x {config.trainer.accelerator} ({trainer.num_devices} per node, {trainer.num_nodes} node(s))"
         f"  precision {config.trainer.lightning_precision}  channels_last {config.trainer.channels_last}"
@@ -243,7 +243,7 @@ def _print_banner(config: TrainConfig, module: PoseLightningModule, trainer: pl.
 def _hparam_summary(config: TrainConfig, input_size: tuple[int, int]) -> dict[str, Any]:
     return {
         "model": str(config.model.get("name")),
-        "input_size": format_size(input_size),
+        "input_size": str(input_size),
         "codec": str(config.codec.get("name")),
         "sigma": float(config.codec.get("sigma", 0.0)),
         "lr": config.optimizer.lr,

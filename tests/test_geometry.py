@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hrnet_train.data.transforms import (
+from hrnet_train.geometry import (
     affine_points,
     box_to_center_scale,
     get_affine_transform,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from hrnet_train.data.coco import InstanceRecord
-from hrnet_train.data.keypoints import load_keypoint_set
-from hrnet_train.data.transforms import affine_points, box_to_center_scale
-from hrnet_train.evaluation.mediapipe_baseline import (
+from hrnet_train.keypoints import load_keypoint_set
+from hrnet_train.geometry import affine_points, box_to_center_scale
+from hrnet_train.baselines.mediapipe import (
     MEDIAPIPE_LANDMARKS,
     crop_transform,
     landmark_index,
@@ -77,7 +77,7 @@ def test_pose_landmarker_on_coco_tiny_gt_boxes(coco_tiny: Path, shared_data: Pat
 @pytest.mark.mediapipe
 @mediapipe_installed
 def test_pose_landmarker_lspet_pck_reports_limbs_and_all(lspet_dir: Path, tmp_path: Path) -> None:
-    from hrnet_train.evaluation.mediapipe_baseline import dataset_paths
+    from hrnet_train.baselines.mediapipe import dataset_paths
 
     ann_file, img_dir, keypoints = dataset_paths("lspet", None, None, None)
     metrics = run_baseline(ann_file, img_dir, keypoints, tmp_path, gallery_size=0)

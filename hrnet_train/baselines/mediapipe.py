@@ -11,8 +11,8 @@ landmark: they are emitted at (0, 0) with score 0, so LSPET should be compared o
 MediaPipe replaces headless OpenCV with its GUI build, so it lives in its own venv
 (``make mediapipe-venv``)::
 
-    .venv-mediapipe/bin/python -m hrnet_train.evaluation.mediapipe_baseline data=coco_mini
-    .venv-mediapipe/bin/python -m hrnet_train.evaluation.mediapipe_baseline data=lspet
+    .venv-mediapipe/bin/python -m hrnet_train.baselines.mediapipe data=coco_mini
+    .venv-mediapipe/bin/python -m hrnet_train.baselines.mediapipe data=lspet
     ... data=custom ann_file=<gt json> img_dir=<images> keypoints=coco17 [output_dir=...] [crop_size=384]
 """
 
@@ -29,12 +29,12 @@ import cv2
 import numpy as np
 
 from hrnet_train.data.coco import InstanceRecord, gt_records, load_coco
-from hrnet_train.data.image_io import read_image
-from hrnet_train.data.keypoints import KeypointSet, load_keypoint_set
+from hrnet_train.image_io import read_image
+from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.data.lspet import convert_lspet, parse_key_values
-from hrnet_train.data.transforms import affine_points, get_affine_transform
-from hrnet_train.evaluation.rescoring import rescore
-from hrnet_train.evaluation.runner import ReportSettings, write_report
+from hrnet_train.geometry import affine_points, get_affine_transform
+from hrnet_train.decoding.rescoring import rescore
+from hrnet_train.evaluation.report_writer import ReportSettings, write_report
 from hrnet_train.inference.detectors import open_pose_landmarker
 from hrnet_train.paths import data_dir, shared_data_dir
 

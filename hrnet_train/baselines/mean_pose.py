@@ -8,7 +8,7 @@ Each labelled keypoint (v > 0) of a training person is normalised to its box,
 ``((x - box_x) / box_w, (y - box_y) / box_h)``; the per-joint mean of those is placed into every
 validation ground-truth box (all with score 1.0) and scored with COCO keypoint OKS AP.
 
-CLI: ``python -m hrnet_train.data.mean_pose_baseline TRAIN_JSON VAL_JSON``.
+CLI: ``python -m hrnet_train.baselines.mean_pose TRAIN_JSON VAL_JSON``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def evaluate_keypoint_results(gt: COCO | Path | str, results: list[dict]) -> dic
 def main(argv: Sequence[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) != 2:
-        raise SystemExit("usage: python -m hrnet_train.data.mean_pose_baseline TRAIN_JSON VAL_JSON")
+        raise SystemExit("usage: python -m hrnet_train.baselines.mean_pose TRAIN_JSON VAL_JSON")
     train_ann, val_ann = args
     stats = evaluate_keypoint_results(val_ann, mean_pose_baseline(train_ann, val_ann))
     print("mean-pose baseline: " + "  ".join(f"{name} {value:.3f}" for name, value in stats.items()))

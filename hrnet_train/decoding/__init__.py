@@ -1,0 +1,5 @@
+"""Decoding network outputs into poses: flip test (flip_test), heatmaps -> per-box poses -> COCO results
+(instances), reference rescoring (rescoring) and OKS non-maximum suppression (nms).
+
+Below evaluation and inference, which both use it and never import each other.
+"""

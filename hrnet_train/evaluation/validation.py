@@ -1,0 +1,90 @@
+"""The one validation loop of keypoint models, shared by training (``val/AP`` every epoch) and evaluate.py.
+
+Per batch: the network's heatmaps (flip test when on), decoded at once into a small table of poses.
+At the end: the tables of all DDP ranks are gathered (``all_gather_object``: ranks may hold different
+counts), deduplicated by dataset index (DistributedSampler pads with repeats) and restored to dataset
+order, so N processes give exactly the results of one. Scoring (COCO OKS AP plus torso PCK for
+single-person LSPET-style sets) is :func:`pose_metrics`, the numbers both paths report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+
+from hrnet_train.config_schema import EvalConfig
+from hrnet_train.decoding.flip_test import flip_test
+from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig, PredictionAccumulator
+from hrnet_train.evaluation.coco_metric import evaluate_coco_keypoints
+from hrnet_train.evaluation.pck import annotation_pck, pck_applies
+from hrnet_train.keypoints import KeypointSet
+
+
+def postprocess_config(settings: EvalConfig) -> PostprocessConfig:
+    """The rescoring/NMS part of the evaluation settings."""
+    return PostprocessConfig(
+        in_vis_thre=settings.in_vis_thre, nms=settings.nms, oks_thre=settings.oks_thre,
+        soft_update_scores=settings.soft_update_scores,
+    )
+
+
+class PoseValidation:
+    """Collects the decoded poses of one validation pass: ``start``, ``heatmaps``/``add`` per batch, ``gather``."""
+
+    def __init__(self, codec: Any, keypoints: KeypointSet, settings: EvalConfig) -> None:
+        self.codec = codec
+        self.keypoints = keypoints
+        self.settings = settings
+        self.postprocess = postprocess_config(settings)
+        self._accumulator = PredictionAccumulator(codec, keypoints.sigmas, self.postprocess)
+
+    def start(self) -> None:
+        self._accumulator.reset()
+
+    def heatmaps(self, network: Callable[[torch.Tensor], Any], images: torch.Tensor) -> torch.Tensor:
+        """float32 heatmaps of ``images`` (flip-averaged when the settings ask for the flip test)."""
+        if self.settings.flip_test:
+            return flip_test(network, images, self.codec, self.keypoints.flip_index).float()
+        output = network(images)
+        return (output[-1] if isinstance(output, (list, tuple)) else output).float()  # last stage's maps
+
+    def add(self, heatmaps: torch.Tensor, meta: Mapping[str, Any]) -> None:
+        self._accumulator.add(heatmaps, meta)
+
+    def gather(self, world_size: int) -> DecodedInstances:
+        """Every rank's poses, one row per dataset index, in dataset order (call on every rank)."""
+        local = self._accumulator.instances()
+        if world_size > 1:
+            parts: list[dict[str, np.ndarray] | None] = [None] * world_size
+            torch.distributed.all_gather_object(parts, local.as_arrays())
+            local = DecodedInstances.concatenate([DecodedInstances(**part) for part in parts if part is not None])
+        return local.deduplicate()
+
+    def results(self, instances: DecodedInstances) -> list[dict]:
+        """COCO keypoint results (rescoring + NMS per image)."""
+        return instances.to_coco_results(self.keypoints.sigmas, self.postprocess)
+
+
+def gt_box_predictions(instances: DecodedInstances, annotation_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Annotation id -> predicted keypoints, one prediction per GT box (before NMS), for PCK."""
+    return dict(zip([int(i) for i in annotation_ids], instances.keypoints, strict=True))
+
+
+def pose_metrics(
+    coco: COCO,
+    results: list[dict],
+    keypoints: KeypointSet,
+    gt_box_poses: Mapping[int, np.ndarray] | None = None,
+    pck_alpha: float = 0.2,
+) -> dict[str, float]:
+    """COCO OKS stats of ``results``, plus ``PCK_limbs``/``PCK_all`` for LSPET-style sets when one
+    prediction per GT box is given (``gt_box_poses``: annotation id -> keypoints)."""
+    stats = evaluate_coco_keypoints(coco, results, sigmas=keypoints.sigmas)
+    if gt_box_poses is not None and pck_applies(keypoints):
+        pck = annotation_pck(coco, keypoints, gt_box_poses, pck_alpha)
+        stats = {**stats, "PCK_limbs": pck.limbs, "PCK_all": pck.all_joints}
+    return stats
