@@ -25,7 +25,7 @@ import torch
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.export.onnx import PoseModelWithDecoder, export_onnx
-from hrnet_train.export.torch_decode import create_decoder
+from hrnet_train.codecs.torch_decode import create_decoder
 from hrnet_train.models import create_model
 from hrnet_train.sizes import InputSize
 

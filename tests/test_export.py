@@ -20,7 +20,8 @@ from scipy.ndimage import gaussian_filter
 from hrnet_train.codecs import create_codec
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.geometry import box_to_center_scale
-from hrnet_train.export import OUTPUT_NAMES, create_decoder, export_onnx
+from hrnet_train.codecs.torch_decode import create_decoder
+from hrnet_train.export import OUTPUT_NAMES, export_onnx
 from hrnet_train.export.__main__ import main as export_main
 from hrnet_train.export.__main__ import parse_arguments
 from hrnet_train.inference.backproject import backproject
@@ -191,8 +192,8 @@ def test_backproject_matches_codec_to_image(case: str) -> None:
 
 
 def test_backproject_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="unknown codec_name 'simcc'"):
-        backproject(np.zeros((1, 17, 2)), np.zeros((1, 2)), np.ones((1, 2)), (256, 192), "simcc")
+    with pytest.raises(ValueError, match="unknown codec 'nosuchcodec'"):
+        backproject(np.zeros((1, 17, 2)), np.zeros((1, 2)), np.ones((1, 2)), (256, 192), "nosuchcodec")
     with pytest.raises(ValueError, match=r"expected keypoints \(N, J, 2\)"):
         backproject(np.zeros((2, 17, 2)), np.zeros((1, 2)), np.ones((1, 2)), (256, 192), "legacy")
 

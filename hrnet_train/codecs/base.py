@@ -2,8 +2,12 @@
 
 A codec owns one pixel convention end to end (crop transform, target encoding, peak decoding, flip
 alignment, mapping back to the image), so datasets, models and evaluation never mix conventions;
-mixing them is what costs AP (spec section 9). Codecs are plain numpy and framework-free except
-``flip_back``, which also accepts torch tensors because flip test runs on model outputs.
+mixing them is what costs AP (spec section 9). The convention is declared once per codec class
+(``pixel_convention``: ``"size"`` = the reference's, ``"unit"`` = UDP's unit length, see
+``hrnet_train/geometry.py``); crop and back-projection transforms, the heatmap -> crop-pixel ratio
+and the NumPy back-projection of exported keypoints all follow from it. Each codec also returns its
+torch decoder (``torch_decoder()``, for the GPU and ONNX), so adding a codec touches its own file.
+Encoding/decoding are plain numpy; ``flip_back`` also accepts torch tensors (flip test runs on model outputs).
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from hrnet_train.geometry import get_affine_transform, get_udp_transform
+
 if TYPE_CHECKING:  # torch is only needed by callers that pass tensors
     import torch
+    from torch import nn
 
 ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
+PIXEL_CONVENTIONS = ("size", "unit")
 
 
 class HeatmapCodec(ABC):
@@ -28,6 +36,7 @@ class HeatmapCodec(ABC):
 
     name: str = "base"
     channels_per_joint: int = 1
+    pixel_convention: str = "size"  # "size" (reference get_affine_transform) | "unit" (UDP unit length)
 
     def __init__(self, input_size: tuple[int, int], sigma: float = 2.0, stride: int = 4, flip_shift: bool = False):
         height, width = (int(v) for v in input_size)
@@ -45,9 +54,28 @@ class HeatmapCodec(ABC):
         h, w = self.input_size
         return f"{type(self).__name__}(input_size={h}x{w}, sigma={self.sigma}, flip_shift={self.flip_shift})"
 
-    @abstractmethod
     def crop_transform(self, center: np.ndarray, scale: np.ndarray, rot: float = 0.0, inv: bool = False) -> np.ndarray:
         """Image -> input-crop affine (2x3 float64; ``inv``: crop -> image) in this codec's convention."""
+        return convention_transform(self.pixel_convention, center, scale, rot, self.input_size, inv)
+
+    def to_image(self, coords: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """Heatmap-pixel coords (N, J, 2) + per-instance center (N, 2), scale (N, 2) -> image pixels (N, J, 2)."""
+        return coords_to_image(
+            coords, centers, scales,
+            lambda c, s: convention_transform(self.pixel_convention, c, s, 0.0, self.heatmap_size, inv=True),
+        )
+
+    def heatmap_to_input(self) -> tuple[float, float]:
+        """(x, y) factors from heatmap pixels to input-crop pixels: ``W_in / w`` in the size convention
+        (an output of width W is centred at W/2), ``(W_in - 1) / (w - 1)`` in the unit-length one."""
+        (in_h, in_w), (h, w) = self.input_size, self.heatmap_size
+        if self.pixel_convention == "unit":
+            return (in_w - 1.0) / (w - 1.0), (in_h - 1.0) / (h - 1.0)
+        return in_w / w, in_h / h
+
+    @abstractmethod
+    def torch_decoder(self) -> nn.Module:
+        """A torch module reproducing ``decode`` + the heatmap -> crop-pixel mapping (GPU, ONNX export)."""
 
     @abstractmethod
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,10 +85,6 @@ class HeatmapCodec(ABC):
     @abstractmethod
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, C*J, h, w) -> coords (N, J, 2) float64 in heatmap pixels, maxvals (N, J) float32."""
-
-    @abstractmethod
-    def to_image(self, coords: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        """Heatmap-pixel coords (N, J, 2) + per-instance center (N, 2), scale (N, 2) -> image pixels (N, J, 2)."""
 
     def flip_back(self, heatmaps: ArrayT, flip_index: np.ndarray) -> ArrayT:
         """Align maps predicted on a horizontally flipped crop with the unflipped crop.
@@ -84,6 +108,17 @@ class HeatmapCodec(ABC):
     def _fix_flipped_channels(self, flipped: ArrayT) -> ArrayT:
         """Hook for channels whose values change under a flip (UDP x-offsets); identity by default."""
         return flipped
+
+
+def convention_transform(
+    convention: str, center: np.ndarray, scale: np.ndarray, rot: float, output_size: tuple[int, int], inv: bool = False
+) -> np.ndarray:
+    """The 2x3 crop affine of a pixel convention (``"size"`` or ``"unit"``) for an output of (H, W)."""
+    if convention == "size":
+        return get_affine_transform(center, scale, rot, output_size, inv=inv)
+    if convention == "unit":
+        return get_udp_transform(center, scale, rot, output_size, inv=inv)
+    raise ValueError(f"pixel convention: expected one of {list(PIXEL_CONVENTIONS)}, got {convention!r}")
 
 
 def encode_inputs(joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

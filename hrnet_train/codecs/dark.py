@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from hrnet_train.codecs.base import HeatmapCodec, argmax_peaks, coords_to_image, encode_inputs
-from hrnet_train.geometry import get_affine_transform
+from torch import nn
+
+from hrnet_train.codecs.base import HeatmapCodec, argmax_peaks, encode_inputs
 
 _LOG_FLOOR = 1e-10
 
@@ -103,8 +104,10 @@ class DarkCodec(HeatmapCodec):
         super().__init__(input_size, sigma=sigma, stride=stride, flip_shift=flip_shift)
         self.blur_sigma = self.sigma if blur_sigma is None else float(blur_sigma)
 
-    def crop_transform(self, center: np.ndarray, scale: np.ndarray, rot: float = 0.0, inv: bool = False) -> np.ndarray:
-        return get_affine_transform(center, scale, rot, self.input_size, inv=inv)
+    def torch_decoder(self) -> nn.Module:
+        from hrnet_train.codecs.torch_decode import DarkDecoder
+
+        return DarkDecoder(self)
 
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         joints, weight = encode_inputs(joints, visible)
@@ -112,8 +115,3 @@ class DarkCodec(HeatmapCodec):
 
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return modulated_taylor_decode(np.asarray(heatmaps), self.blur_sigma)
-
-    def to_image(self, coords: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        return coords_to_image(
-            coords, centers, scales, lambda c, s: get_affine_transform(c, s, 0.0, self.heatmap_size, inv=True)
-        )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrnet_train.codecs.base import HeatmapCodec, argmax_peaks, coords_to_image, encode_inputs
-from hrnet_train.geometry import get_affine_transform
+from torch import nn
+
+from hrnet_train.codecs.base import HeatmapCodec, argmax_peaks, encode_inputs
 
 
 def reference_gaussian_patch(sigma: float) -> np.ndarray:
@@ -43,8 +44,10 @@ class LegacyCodec(HeatmapCodec):
         self.post_process = bool(post_process)
         self._patch = reference_gaussian_patch(self.sigma)
 
-    def crop_transform(self, center: np.ndarray, scale: np.ndarray, rot: float = 0.0, inv: bool = False) -> np.ndarray:
-        return get_affine_transform(center, scale, rot, self.input_size, inv=inv)
+    def torch_decoder(self) -> nn.Module:
+        from hrnet_train.codecs.torch_decode import LegacyDecoder
+
+        return LegacyDecoder(self)
 
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         joints, weight = encode_inputs(joints, visible)
@@ -84,11 +87,6 @@ class LegacyCodec(HeatmapCodec):
         if self.post_process:
             coords += 0.25 * quarter_offset_signs(heatmaps, coords)
         return coords, maxvals
-
-    def to_image(self, coords: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        return coords_to_image(
-            coords, centers, scales, lambda c, s: get_affine_transform(c, s, 0.0, self.heatmap_size, inv=True)
-        )
 
 
 def quarter_offset_signs(heatmaps: np.ndarray, coords: np.ndarray) -> np.ndarray:

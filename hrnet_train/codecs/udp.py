@@ -21,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from hrnet_train.codecs.base import ArrayT, HeatmapCodec, argmax_peaks, coords_to_image, encode_inputs
+from torch import nn
+
+from hrnet_train.codecs.base import ArrayT, HeatmapCodec, argmax_peaks, encode_inputs
 from hrnet_train.codecs.dark import modulated_taylor_decode, subpixel_gaussian_targets
-from hrnet_train.geometry import get_udp_transform
 
 TARGET_TYPES = ("gaussian", "combined")
 
@@ -37,6 +38,7 @@ class UdpCodec(HeatmapCodec):
     """
 
     name = "udp"
+    pixel_convention = "unit"
 
     def __init__(
         self, input_size: tuple[int, int], sigma: float = 2.0, stride: int = 4, flip_shift: bool = False,
@@ -51,15 +53,16 @@ class UdpCodec(HeatmapCodec):
         self.channels_per_joint = 3 if target_type == "combined" else 1
         self.radius = float(radius_factor) * self.heatmap_size[0]
         self.blur_sigma = self.sigma if blur_sigma is None else float(blur_sigma)
-        (in_h, in_w), (h, w) = self.input_size, self.heatmap_size
-        # Unit-length ratio between heatmap and input coordinates, per axis (x, y).
-        self._input_to_heatmap = np.array([(w - 1.0) / (in_w - 1.0), (h - 1.0) / (in_h - 1.0)])
+        # Unit-length ratio between input and heatmap coordinates, per axis (x, y).
+        self._input_to_heatmap = 1.0 / np.array(self.heatmap_to_input())
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, target_type={self.target_type!r})"
 
-    def crop_transform(self, center: np.ndarray, scale: np.ndarray, rot: float = 0.0, inv: bool = False) -> np.ndarray:
-        return get_udp_transform(center, scale, rot, self.input_size, inv=inv)
+    def torch_decoder(self) -> nn.Module:
+        from hrnet_train.codecs.torch_decode import DarkDecoder, UdpCombinedDecoder
+
+        return UdpCombinedDecoder(self) if self.target_type == "combined" else DarkDecoder(self)
 
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         joints, weight = encode_inputs(joints, visible)
@@ -106,8 +109,3 @@ class UdpCodec(HeatmapCodec):
         if self.target_type == "combined":
             flipped[:, 1::3] = -flipped[:, 1::3]
         return flipped
-
-    def to_image(self, coords: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        return coords_to_image(
-            coords, centers, scales, lambda c, s: get_udp_transform(c, s, 0.0, self.heatmap_size, inv=True)
-        )

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from hrnet_train.codecs.base import HeatmapCodec
-from hrnet_train.export.torch_decode import HeatmapDecoder, create_decoder
+from hrnet_train.codecs.torch_decode import HeatmapDecoder
 from hrnet_train.normalization import normalization_metadata
 
 INPUT_NAME = "images"
@@ -46,6 +46,7 @@ def export_metadata(codec: HeatmapCodec, extra: dict[str, str] | None = None) ->
     (in_h, in_w), (h, w) = codec.input_size, codec.heatmap_size
     metadata = {
         "codec": codec.name,
+        "pixel_convention": codec.pixel_convention,
         "input_size": f"{in_h}x{in_w}",
         "heatmap_size": f"{h}x{w}",
         "keypoints_unit": "input-crop pixels; image = backproject(keypoints, center, scale, input_size, codec)",
@@ -73,7 +74,7 @@ def export_onnx(
         raise ValueError(f"export: opset must be >= 17, got {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = PoseModelWithDecoder(network, create_decoder(codec)).to("cpu").eval()
+    wrapped = PoseModelWithDecoder(network, codec.torch_decoder()).to("cpu").eval()
     example = torch.zeros(2, 3, *codec.input_size)
     batch_axis = {0: "batch"}
     with torch.no_grad():

@@ -3,11 +3,12 @@
 The exported graph returns keypoints in INPUT-CROP pixels. A crop is the box ``center`` +/- 100 *
 ``scale`` (``scale`` in units of 200 px, reference convention) resized to the input size (H, W) with
 no rotation at inference, so going back is one scale and one shift per crop. The two pixel
-conventions (see ``hrnet_train/geometry.py``):
+conventions (see ``hrnet_train/geometry.py``; every codec declares its ``pixel_convention``, and the
+exported file stores it as metadata):
 
-* legacy, dark ("size" convention, reference ``get_affine_transform``; only s_w is used):
+* ``size`` (legacy, dark; reference ``get_affine_transform``; only s_w is used):
   ``x = cx + (x_crop - W/2) * 200 s_w / W``,  ``y = cy + (y_crop - H/2) * 200 s_w / W``
-* udp (unit-length convention, ``get_udp_transform``):
+* ``unit`` (udp; unit length, ``get_udp_transform``):
   ``x = cx + (x_crop - (W-1)/2) * 200 s_w / (W-1)``,  ``y = cy + (y_crop - (H-1)/2) * 200 s_h / (H-1)``
 
 This equals ``codec.to_image(keypoints_crop / heatmap_to_input, centers, scales)`` up to the
@@ -18,10 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from hrnet_train.codecs import CODECS
+from hrnet_train.codecs.base import PIXEL_CONVENTIONS
 from hrnet_train.geometry import PIXEL_STD
-
-SIZE_CONVENTION = ("legacy", "dark")
-UNIT_LENGTH_CONVENTION = ("udp",)
 
 
 def backproject(
@@ -29,11 +29,12 @@ def backproject(
     centers: np.ndarray,
     scales: np.ndarray,
     input_size: tuple[int, int],
-    codec_name: str,
+    codec: str,
 ) -> np.ndarray:
     """(N, J, 2) crop-pixel keypoints + per-crop centers (N, 2), scales (N, 2) -> (N, J, 2) image pixels.
 
-    ``input_size`` is the network input (height, width); ``codec_name`` picks the pixel convention.
+    ``input_size`` is the network input (height, width); ``codec`` is a codec name (its declared pixel
+    convention is used) or a convention itself (``"size"`` / ``"unit"``).
     """
     points = np.asarray(keypoints_crop, dtype=np.float64)
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
@@ -45,13 +46,14 @@ def backproject(
         )
     height, width = (float(v) for v in input_size)
     box_w, box_h = PIXEL_STD * scales[:, 0], PIXEL_STD * scales[:, 1]
-    if codec_name in SIZE_CONVENTION:
+    convention = codec if codec in PIXEL_CONVENTIONS else getattr(CODECS.get(codec), "pixel_convention", None)
+    if convention == "size":
         origin = np.array([width / 2.0, height / 2.0])
         step = np.stack([box_w / width, box_w / width], axis=-1)
-    elif codec_name in UNIT_LENGTH_CONVENTION:
+    elif convention == "unit":
         origin = np.array([(width - 1.0) / 2.0, (height - 1.0) / 2.0])
         step = np.stack([box_w / (width - 1.0), box_h / (height - 1.0)], axis=-1)
     else:
-        raise ValueError(f"backproject: unknown codec_name {codec_name!r}, expected one of "
-                         f"{list(SIZE_CONVENTION + UNIT_LENGTH_CONVENTION)}")
+        raise ValueError(f"backproject: unknown codec {codec!r}, expected a codec name ({sorted(CODECS)}) "
+                         f"or a pixel convention {list(PIXEL_CONVENTIONS)}")
     return centers[:, None, :] + (points - origin) * step[:, None, :]

@@ -1,12 +1,10 @@
 """Heatmap decoding written in torch ops, so it runs on the accelerator and exports into an ONNX graph.
 
-Each decoder mirrors one numpy codec (``hrnet_train/codecs``) operation for operation (same argmax
-tie rule -- first index --, same border rules, same modulation kernel) and then maps heatmap pixels
-to INPUT-CROP pixels with the codec's own convention:
-
-* legacy, dark (reference "size" convention): ``x_in = x_hm * W_in / w_hm``, ``y_in = y_hm * H_in / h_hm``
-  (the centre of an output of width W sits at W/2 for both the input crop and the heatmap);
-* udp (unit-length convention): ``x_in = x_hm * (W_in - 1) / (w_hm - 1)``, same for y.
+Each decoder mirrors one numpy codec's ``decode`` operation for operation (same argmax tie rule --
+first index --, same border rules, same modulation kernel) and then maps heatmap pixels to INPUT-CROP
+pixels with the factors of the codec's pixel convention (``HeatmapCodec.heatmap_to_input``):
+``W_in / w`` in the reference "size" convention, ``(W_in - 1) / (w - 1)`` in the unit-length one.
+A codec picks its decoder in ``torch_decoder()``.
 
 Outputs are float32 keypoints (B, J, 2) in crop pixels and scores (B, J) = the raw heatmap value at
 the integer peak (UDP combined: the disk channel there). Joints whose peak is <= 0 get the point
@@ -21,9 +19,6 @@ import torch
 from torch import nn
 
 from hrnet_train.codecs.base import HeatmapCodec
-from hrnet_train.codecs.dark import DarkCodec
-from hrnet_train.codecs.legacy import LegacyCodec
-from hrnet_train.codecs.udp import UdpCodec
 
 _LOG_FLOOR = 1e-10  # same floor as hrnet_train.codecs.dark
 
@@ -75,11 +70,7 @@ class HeatmapDecoder(nn.Module, ABC):
 
     def __init__(self, codec: HeatmapCodec) -> None:
         super().__init__()
-        (in_h, in_w), (h, w) = codec.input_size, codec.heatmap_size
-        if isinstance(codec, UdpCodec):
-            ratio = ((in_w - 1.0) / (w - 1.0), (in_h - 1.0) / (h - 1.0))
-        else:
-            ratio = (in_w / w, in_h / h)
+        ratio = codec.heatmap_to_input()
         self.register_buffer("heatmap_to_input", torch.tensor(ratio, dtype=torch.float32), persistent=False)
         self.codec_name = codec.name
 
@@ -96,7 +87,7 @@ class LegacyDecoder(HeatmapDecoder):
     """Reference decoding: argmax plus 0.25 px towards the higher neighbour (POST_PROCESS), only where
     the peak lies strictly inside 1 < px < w-1 and 1 < py < h-1 (px = 1 / py = 1 excluded as in the reference)."""
 
-    def __init__(self, codec: LegacyCodec) -> None:
+    def __init__(self, codec: HeatmapCodec) -> None:
         super().__init__(codec)
         self.post_process = codec.post_process
 
@@ -127,7 +118,7 @@ class DarkDecoder(HeatmapDecoder):
     (the numpy codec uses float64); tests bound the difference.
     """
 
-    def __init__(self, codec: DarkCodec | UdpCodec) -> None:
+    def __init__(self, codec: HeatmapCodec) -> None:
         super().__init__(codec)
         self.blur = SeparableGaussianBlur(codec.blur_sigma)
 
@@ -171,7 +162,7 @@ class UdpCombinedDecoder(HeatmapDecoder):
     """UDP combined target (Huang et al. CVPR 2020): argmax of the blurred disk channel, plus R times
     the offset channels read there; score = raw disk value at that pixel (``codecs.udp`` rules)."""
 
-    def __init__(self, codec: UdpCodec) -> None:
+    def __init__(self, codec: HeatmapCodec) -> None:
         super().__init__(codec)
         self.blur = SeparableGaussianBlur(codec.blur_sigma)
         self.radius = codec.radius
@@ -188,12 +179,7 @@ class UdpCombinedDecoder(HeatmapDecoder):
         return coords + torch.where(positive, self.radius * offsets, torch.zeros_like(offsets)), scores
 
 
+
 def create_decoder(codec: HeatmapCodec) -> HeatmapDecoder:
     """The torch decoder that reproduces ``codec.decode`` (+ the heatmap -> crop mapping)."""
-    if isinstance(codec, LegacyCodec):
-        return LegacyDecoder(codec)
-    if isinstance(codec, UdpCodec):
-        return UdpCombinedDecoder(codec) if codec.target_type == "combined" else DarkDecoder(codec)
-    if isinstance(codec, DarkCodec):
-        return DarkDecoder(codec)
-    raise ValueError(f"export: no torch decoder for codec {codec.name!r} ({type(codec).__name__})")
+    return codec.torch_decoder()
