@@ -24,6 +24,7 @@ CLI (``key=value`` arguments)::
     python -m hrnet_train.complexity --all                 # every variant at 256x192 and 384x288
     python -m hrnet_train.complexity model=hrnet_tiny latency=true batch_sizes=1,8
     python -m hrnet_train.complexity model=hrnet_w32 head=v2 spec.stage3.num_modules=2
+    python -m hrnet_train.complexity ckpt=models/lspet_cpu/lspet_cpu.ckpt   # a checkpoint's own network
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hrnet_train.cli_args import CommandLine, Option, UsageError, int_list, parse_bool, run_tool
 from hrnet_train.models import create_model, list_models
 from hrnet_train.sizes import InputSize
 
@@ -142,41 +144,36 @@ def complexity_table(
 ) -> str:
     """Markdown table, one row per (model, input size). Counting happens on the meta device;
     a real model is built only when latency columns are requested."""
-    sizes = list(input_sizes)
+    kwargs: dict[str, Any] = {"head": head} if head != "v1" else {}
+    if spec_overrides:
+        kwargs["spec"] = spec_overrides
+    models = []
+    for name in names:
+        with torch.device("meta"):
+            models.append((name, create_model(name, **kwargs)))
+    real = {name: create_model(name, **kwargs) for name, _ in models} if latency_batch_sizes else {}
+    return _table(models, list(input_sizes), latency_batch_sizes, warmup, repeats, real)
+
+
+def _table(
+    models: Sequence[tuple[str, nn.Module]], sizes: Sequence[tuple[int, int]], latency_batch_sizes: Sequence[int],
+    warmup: int, repeats: int, real: dict[str, nn.Module] | None = None,
+) -> str:
+    """Rows of ``(name, model)`` at each size; latency on ``real[name]`` (default: the model itself)."""
     header = ["model", "input", "params (M)", "paper GMACs (conv, /2^30)", "true GMACs (1e9)", "GFLOPs (2xMAC)"]
     header += [f"CPU ms b{b}" for b in latency_batch_sizes]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in names:
-        kwargs: dict[str, Any] = {"head": head} if head != "v1" else {}
-        if spec_overrides:
-            kwargs["spec"] = spec_overrides
-        with torch.device("meta"):
-            meta_model = create_model(name, **kwargs)
-        real_model = create_model(name, **kwargs) if latency_batch_sizes else None
+    for name, model in models:
         for size in sizes:
-            report = complexity_report(meta_model, size)
-            row = [
-                name,
-                report["input_size"],
-                f"{report['params'] / 1e6:.2f}",
-                f"{report['paper_gmacs']:.2f}",
-                f"{report['true_gmacs']:.2f}",
-                f"{report['gflops']:.2f}",
-            ]
-            if real_model is not None:
-                latency = measure_latency(real_model, size, latency_batch_sizes, warmup, repeats)
+            report = complexity_report(model, size)
+            row = [name, report["input_size"], f"{report['params'] / 1e6:.2f}", f"{report['paper_gmacs']:.2f}",
+                   f"{report['true_gmacs']:.2f}", f"{report['gflops']:.2f}"]
+            if latency_batch_sizes:
+                timed = (real or {}).get(name, model)
+                latency = measure_latency(timed, size, latency_batch_sizes, warmup, repeats)
                 row += [f"{latency[b]:.1f}" for b in latency_batch_sizes]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
-
-
-def _parse_bool(value: str, field: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{field}: expected true or false, got {value!r}")
 
 
 def _parse_scalar(value: str) -> Any:
@@ -189,58 +186,70 @@ def _parse_scalar(value: str) -> Any:
     return value
 
 
-def parse_args(argv: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` arguments (see the module docstring) -> options for :func:`complexity_table`."""
-    options: dict[str, Any] = {"names": None, "input_sizes": None, "head": "v1", "spec_overrides": {}}
-    latency = False
-    batch_sizes: list[int] = [1, 32]
-    for arg in argv:
-        if arg in ("--all", "all"):
-            options["names"] = list_models()
-            continue
-        if arg in ("-h", "--help"):
-            raise SystemExit(__doc__)
-        if "=" not in arg:
-            raise ValueError(f"argument {arg!r}: expected key=value (e.g. model=hrnet_w32) or --all")
-        key, value = arg.split("=", 1)
-        key = key.lstrip("-+")
-        if key == "model":
-            options["names"] = list_models() if value == "all" else value.split(",")
-        elif key == "input_size":
-            options["input_sizes"] = [InputSize.parse(s, "input_size") for s in value.split(",")]
-        elif key == "head":
-            options["head"] = value
-        elif key == "latency":
-            latency = _parse_bool(value, "latency")
-        elif key == "batch_sizes":
-            batch_sizes = [int(b) for b in value.split(",")]
-        elif key in ("warmup", "repeats"):
-            options[key] = int(value)
-        elif key.startswith("spec."):
-            node = options["spec_overrides"]
+COMMAND_LINE = CommandLine(
+    prog="python -m hrnet_train.complexity",
+    summary="Params, MACs/GFLOPs (paper and true conventions) and optionally CPU latency of registered models "
+            "or of a checkpoint's network, as a markdown table.",
+    options=(
+        Option("model", "registered model name(s), comma-separated, or 'all'", lambda v: v.split(",")),
+        Option("ckpt", "a train.py checkpoint: its network at its input size"),
+        Option("input_size", "HxW size(s), comma-separated", lambda v: [InputSize.parse(s) for s in v.split(",")],
+               "256x192,384x288"),
+        Option("head", "head of the registered models", str, "v1"),
+        Option("latency", "also measure CPU latency", lambda v: parse_bool(v, "latency"), "false"),
+        Option("batch_sizes", "latency batch sizes", int_list, "1,32"),
+        Option("warmup", "latency warm-up passes", int, "2"),
+        Option("repeats", "latency timed passes", int, "5"),
+    ),
+    examples=(
+        "python -m hrnet_train.complexity model=hrnet_w32 input_size=256x192",
+        "python -m hrnet_train.complexity --all",
+        "python -m hrnet_train.complexity ckpt=models/lspet_cpu/lspet_cpu.ckpt latency=true batch_sizes=1",
+        "python -m hrnet_train.complexity model=hrnet_w32 head=v2 spec.stage3.num_modules=2",
+    ),
+    prefixes=("spec.",),
+    flags={"--all": ("model", "all")},
+)
+
+
+def checkpoint_table(ckpt: str, latency_batch_sizes: Sequence[int] = (), warmup: int = 2, repeats: int = 5) -> str:
+    """The table row of a checkpoint's own network at the checkpoint's input size."""
+    from hrnet_train.trained_model import load_trained_model
+
+    trained = load_trained_model(ckpt)
+    return _table([(trained.model_name, trained.network)], [trained.input_size], latency_batch_sizes, warmup, repeats)
+
+
+def table_options(argv: Sequence[str]) -> dict[str, Any]:
+    """Command line -> keyword arguments of :func:`complexity_table` (or ``ckpt`` + latency options)."""
+    args = COMMAND_LINE.parse(argv)
+    if (args["model"] is None) == (args["ckpt"] is None):
+        raise UsageError("give model=<name>[,<name>...] (or --all) or ckpt=<checkpoint>, not both; see --help")
+    latency = args["batch_sizes"] if args["latency"] else []
+    timing = {"latency_batch_sizes": latency, "warmup": args["warmup"], "repeats": args["repeats"]}
+    if args["ckpt"] is not None:
+        return {"ckpt": args["ckpt"], **timing}
+    spec: dict[str, Any] = {}
+    for key, value in args.items():
+        if key.startswith("spec."):
             *parents, leaf = key.split(".")[1:]
+            node = spec
             for parent in parents:
                 node = node.setdefault(parent, {})
             node[leaf] = _parse_scalar(value)
-        else:
-            raise ValueError(
-                f"argument {key!r}: unknown (expected model, input_size, head, latency, batch_sizes, warmup, repeats, spec.*)"
-            )
-    if options["names"] is None:
-        raise ValueError("model: give model=<name>, model=all or --all (registered: " + ", ".join(list_models()) + ")")
-    if options["input_sizes"] is None:
-        options["input_sizes"] = list(DEFAULT_INPUT_SIZES)
-    options["latency_batch_sizes"] = batch_sizes if latency else []
-    return options
+    names = list_models() if args["model"] == ["all"] else args["model"]
+    return {"names": names, "input_sizes": args["input_size"] or list(DEFAULT_INPUT_SIZES), "head": args["head"],
+            "spec_overrides": spec or None, **timing}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    options = parse_args(sys.argv[1:] if argv is None else argv)
-    print(complexity_table(**options))
+    options = table_options(sys.argv[1:] if argv is None else argv)
+    try:
+        table = checkpoint_table(**options) if "ckpt" in options else complexity_table(**options)
+    except (ValueError, FileNotFoundError) as error:  # an unknown model, a bad spec field or checkpoint
+        raise UsageError(str(error)) from None
+    print(table)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:  # bad arguments or spec: one readable line, not a traceback
-        raise SystemExit(f"error: {error}") from None
+    sys.exit(run_tool(COMMAND_LINE.prog, main))

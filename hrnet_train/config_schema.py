@@ -10,6 +10,8 @@ training needs and passed on as plain dicts; their builders validate the rest.
 
 from __future__ import annotations
 
+import os
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -17,6 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hrnet_train.plain import to_plain
 from hrnet_train.sizes import InputSize
 
 PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
@@ -30,6 +33,22 @@ LOGGER_NAMES = ("tensorboard", "csv")
 
 class ConfigError(ValueError):
     """A config value is missing, of the wrong type or out of range; the message names the field."""
+
+
+MAX_AUTO_WORKERS = 8  # more loader processes stop paying off for HRNet crops (benchmarks/epoch.py on the H200)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, e.g. a container's limit, else the count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_workers(cores: int) -> int:
+    """Loader processes when none are configured: one per core but the one the training process needs."""
+    return max(0, min(MAX_AUTO_WORKERS, cores - 1))
 
 
 @dataclass(frozen=True)
@@ -52,7 +71,7 @@ class TrainerConfig:
     channels_last: bool = False
     tf32: bool = False  # GPU only: fp32 convolutions/matmuls on TF32 tensor cores (runner._set_tf32)
     num_threads: int | None = None  # torch intra-op threads of the main process; null = torch default
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool | None = None  # None: only when stderr is a terminal (see progress_bar)
     progress_refresh_rate: int = 1
 
     def check(self, prefix: str) -> TrainerConfig:
@@ -81,6 +100,11 @@ class TrainerConfig:
     def uses_gpu(self) -> bool:
         return self.accelerator in ("gpu", "cuda")
 
+    @property
+    def progress_bar(self) -> bool:
+        """The progress bar is drawn only on a terminal: piped output and log files get no escape codes."""
+        return self.enable_progress_bar if self.enable_progress_bar is not None else sys.stderr.isatty()
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -89,8 +113,8 @@ class DataConfig:
     input_size: str
     batch_size: int = 32
     val_batch_size: int = 64
-    num_workers: int = 0
-    pin_memory: bool = False
+    num_workers: int | None = 0  # None: auto_workers() -- what the machine has, one core left to the trainer
+    pin_memory: bool | None = False  # None: on with a GPU only
     persistent_workers: bool = False
     train_split: str = "train"
     val_split: str = "val"
@@ -112,7 +136,8 @@ class DataConfig:
             raise ConfigError(str(error)) from None
         for name in ("batch_size", "val_batch_size"):
             _at_least(getattr(self, name), 1, f"{prefix}.{name}")
-        _at_least(self.num_workers, 0, f"{prefix}.num_workers")
+        if self.num_workers is not None:
+            _at_least(self.num_workers, 0, f"{prefix}.num_workers")
         if self.lspet_source is not None and not (Path(self.lspet_source).expanduser() / "joints.mat").is_file():
             raise ConfigError(f"{prefix}.lspet_source: no joints.mat in {self.lspet_source!r} (expected the LSPET folder)")
         if not self.generate_synthetic and self.lspet_source is None and not Path(self.root).expanduser().is_dir():
@@ -122,6 +147,15 @@ class DataConfig:
             if value is not None and not self.generate_synthetic and self.lspet_source is None and not self._resolve(value).is_file():
                 raise ConfigError(f"{prefix}.{name}: annotation file {value!r} does not exist")
         return self
+
+    def loader_workers(self) -> int:
+        """Loader processes: the configured count capped at the machine's cores, or auto_workers() for None."""
+        cores = available_cores()
+        return auto_workers(cores) if self.num_workers is None else min(self.num_workers, cores)
+
+    def pin_memory_for(self, uses_gpu: bool) -> bool:
+        """Page-locked batches help only a GPU copy; on a CPU run they only cost memory."""
+        return uses_gpu if self.pin_memory is None else bool(self.pin_memory) and uses_gpu
 
     @property
     def input_hw(self) -> InputSize:
@@ -289,6 +323,7 @@ class TrainConfig:
     logger: LoggerConfig
     callbacks: CallbacksConfig
     ckpt_path: str | None = None
+    output_dir: str | None = None  # where a single run writes (Hydra's run dir); run_dir is what it became
     run_dir: str | None = None
     optimized_metric: str = "val/AP"  # what train.py returns to a Hydra sweeper (hparams_search)
 
@@ -324,6 +359,7 @@ class EvaluateConfig:
     format_only: bool = False
     batch_size: int = 32
     num_workers: int | None = 0
+    num_threads: int | None = 1  # torch intra-op threads (None: torch's default)
     accelerator: str = "auto"
     devices: int = 1
     precision: str = "32"
@@ -347,6 +383,8 @@ class EvaluateConfig:
             _at_least(getattr(self, name), 1, name)
         if self.num_workers is not None:
             _at_least(self.num_workers, 0, "num_workers")
+        if self.num_threads is not None:
+            _at_least(self.num_threads, 1, "num_threads")
         _at_least(self.gallery_size, 0, "gallery_size")
         if not 0.0 < self.pck_alpha <= 1.0:
             raise ConfigError(f"pck_alpha: expected a value in (0, 1], got {self.pck_alpha}")
@@ -392,22 +430,19 @@ def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collectio
 
 
 def _to_plain(cfg: Any, throw_on_missing: bool = True) -> dict:
+    """The resolved config as a dict; a missing (``???``) or unresolvable value becomes a ConfigError naming it."""
     try:
-        from omegaconf import DictConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return dict(cfg)
-    if isinstance(cfg, DictConfig):
         from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-
-        try:
-            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=throw_on_missing)
-        except MissingMandatoryValue as error:
-            key = error.full_key
-            raise ConfigError(f"{key}: missing mandatory value (???); set it, e.g. {key}=...") from None
-        except OmegaConfBaseException as error:
-            message = str(error).splitlines()[0]
-            raise ConfigError(f"{getattr(error, 'full_key', None) or 'config'}: {message}") from None
-    return dict(cfg)
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return dict(to_plain(cfg))
+    try:
+        return dict(to_plain(cfg, throw_on_missing=throw_on_missing))
+    except MissingMandatoryValue as error:
+        key = error.full_key
+        raise ConfigError(f"{key}: missing mandatory value (???); set it, e.g. {key}=...") from None
+    except OmegaConfBaseException as error:
+        message = str(error).splitlines()[0]
+        raise ConfigError(f"{getattr(error, 'full_key', None) or 'config'}: {message}") from None
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

@@ -1,11 +1,13 @@
 """Pose demo on images, folders, videos and webcams: annotated media + keypoints as JSON and CSV.
 
-``python -m hrnet_train.demo input=clip.mp4 ckpt=run.ckpt output=out detector=hog detect_every=3``
+``python -m hrnet_train.demo input=clip.mp4 ckpt=run.ckpt output_dir=out detector=hog detect_every=3``
 Options are ``key=value`` overrides of ``conf/demo.yaml`` (Hydra's compose API: same syntax and type
 checks as training, but no working-directory change or Hydra output folder, so relative paths mean
 what the user typed). Videos are tracked (IoU + OKS), optionally One-Euro smoothed, and the detector
 can run every k-th frame with the boxes in between taken from the previous poses. Bad input ends with a
-one-line message and exit code 2.
+one-line message: exit code 2 when it is found before the first frame (a missing file, an unfit
+checkpoint, a mistyped key -- with "did you mean"), 1 when a frame fails mid-run (the keypoints of
+the frames before it are still written). ``--help`` lists every option (conf/demo.yaml).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from hrnet_train.inference.estimator import PoseEstimator
 from hrnet_train.inference.media import FrameSource, VideoWriter, open_frames, write_keypoints_csv, write_keypoints_json
 from hrnet_train.inference.smoothing import PoseSmoother
 from hrnet_train.inference.tracking import Tracker
+from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE, UsageError
+from hrnet_train.config_schema import ConfigError
+from hrnet_train.override_check import check_overrides
 from hrnet_train.paths import config_dir
 
-EXIT_BAD_INPUT = 2
 OKS_NMS_THRESHOLD = 0.9  # reference TEST.OKS_THRE: drops duplicate poses from overlapping boxes
 
 
@@ -70,9 +74,22 @@ class DemoResult:
 
 
 def load_config(overrides: Sequence[str]) -> DictConfig:
-    """``conf/demo.yaml`` with ``key=value`` overrides applied (unknown keys are errors)."""
+    """``conf/demo.yaml`` with ``key=value`` overrides applied (a mistyped key raises ConfigError with
+    "did you mean")."""
+    check_overrides("demo", overrides)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="demo", overrides=list(overrides))
+
+
+def help_text() -> str:
+    """The module docstring, the options of conf/demo.yaml and the exit codes."""
+    options = (config_dir() / "demo.yaml").read_text()
+    examples = "\n".join(f"  {e}" for e in (
+        "python -m hrnet_train.demo input=clip.mp4 ckpt=models/lspet_cpu/lspet_cpu.ckpt output_dir=outputs/demo detector=hog",
+        "python -m hrnet_train.demo input=photo.jpg ckpt=pose_hrnet_w32_256x192.pth model=hrnet_w32 input_size=256x192",
+    ))
+    return (f"{__doc__.strip()}\n\nexamples:\n{examples}\n\nexit codes: 0 done, {EXIT_USAGE} bad input before the first frame, "
+            f"{EXIT_FAILURE} a frame failed\n\noptions (conf/demo.yaml; set any as key=value):\n\n{options}")
 
 
 def _build_detector(cfg: DictConfig) -> PersonDetector:
@@ -94,8 +111,8 @@ def _check_options(cfg: DictConfig) -> None:
         raise ValueError(f"detect_every: expected an integer >= 1, got {cfg.detect_every}")
     if cfg.max_frames is not None and int(cfg.max_frames) < 1:
         raise ValueError(f"max_frames: expected an integer >= 1 or null, got {cfg.max_frames}")
-    if cfg.threads is not None and int(cfg.threads) < 1:
-        raise ValueError(f"threads: expected an integer >= 1 or null, got {cfg.threads}")
+    if cfg.num_threads is not None and int(cfg.num_threads) < 1:
+        raise ValueError(f"num_threads: expected an integer >= 1 or null, got {cfg.num_threads}")
     if cfg.smooth and not cfg.track:
         raise ValueError("smooth=true needs track=true (the filter state follows track ids)")
 
@@ -117,22 +134,29 @@ def _media_path(output: Path, source: FrameSource, frame_name: str) -> Path:
 
 
 def run_demo(cfg: DictConfig) -> DemoResult:
-    """Run the whole pipeline for a composed config; raises ValueError/FileNotFoundError on bad input."""
-    _check_options(cfg)
-    if cfg.threads is not None:
-        torch.set_num_threads(int(cfg.threads))
-    source = open_frames(int(cfg.input) if isinstance(cfg.input, int) else str(cfg.input))
-    estimator = _build_estimator(cfg)
-    detector = _build_detector(cfg)
+    """Run the whole pipeline for a composed config.
+
+    Raises UsageError for bad input found before the first frame, ValueError/OSError for a failure
+    during the run (after writing the keypoints of the frames processed until then).
+    """
+    try:
+        _check_options(cfg)
+        if cfg.num_threads is not None:
+            torch.set_num_threads(int(cfg.num_threads))
+        source = open_frames(int(cfg.input) if isinstance(cfg.input, int) else str(cfg.input))
+        estimator = _build_estimator(cfg)
+        detector = _build_detector(cfg)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        raise UsageError(str(error)) from None
     keypoint_set = estimator.keypoints
     is_video = source.fps is not None
     tracker = Tracker(keypoint_set.sigmas, **OmegaConf.to_container(cfg.tracking)) if is_video and cfg.track else None
     smoother = PoseSmoother(source.fps, **OmegaConf.to_container(cfg.smoothing)) if tracker and cfg.smooth else None
-    output = Path(cfg.output)
+    output = Path(cfg.output_dir)
     if cfg.save_media and source.kind in ("image", "folder"):
         input_folder = Path(source.label) if source.kind == "folder" else Path(source.label).parent
         if output.resolve() == input_folder.resolve():
-            raise ValueError(f"output: {output} is the input folder; annotated images would overwrite the inputs")
+            raise UsageError(f"output_dir: {output} is the input folder; annotated images would overwrite the inputs")
     output.mkdir(parents=True, exist_ok=True)
     result = DemoResult()
     times = result.times
@@ -185,29 +209,42 @@ def run_demo(cfg: DictConfig) -> DemoResult:
             progress.update(1)
     except KeyboardInterrupt:  # a webcam runs until interrupted; keep what was processed
         pass
-    finally:
+    finally:  # also when a frame failed: the frames before it keep their keypoints
         progress.close()
         if writer is not None:
             writer.close()
-    json_path, csv_path = output / "keypoints.json", output / "keypoints.csv"
-    write_keypoints_json(json_path, result.frames, keypoint_set.names, result.frame_names, source.fps)
-    write_keypoints_csv(csv_path, result.frames, keypoint_set.names)
-    result.outputs += [json_path, csv_path]
+        json_path, csv_path = output / "keypoints.json", output / "keypoints.csv"
+        write_keypoints_json(json_path, result.frames, keypoint_set.names, result.frame_names, source.fps)
+        write_keypoints_csv(csv_path, result.frames, keypoint_set.names)
+        result.outputs += [json_path, csv_path]
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (2 for bad input, with a one-line message on stderr)."""
+    """CLI entry point; returns the exit code (2 bad input before the first frame, 1 a failed frame)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(arg in ("-h", "--help") for arg in args):
+        print(help_text())
+        return 0
     try:
-        cfg = load_config(sys.argv[1:] if argv is None else argv)
+        cfg = load_config(args)
+    except (ConfigError, HydraException, OmegaConfBaseException) as error:
+        return _report_error(error, EXIT_USAGE)
+    try:
         result = run_demo(cfg)
-    except (FileNotFoundError, ValueError, ImportError, HydraException, OmegaConfBaseException) as error:
-        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        print(f"hrnet_train.demo: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except UsageError as error:
+        return _report_error(error, EXIT_USAGE)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        return _report_error(error, EXIT_FAILURE)
     print(f"wrote {', '.join(str(p) for p in result.outputs[-3:])}" + (" and more" if len(result.outputs) > 3 else ""))
     print(result.times.summary())
     return 0
+
+
+def _report_error(error: BaseException, code: int) -> int:
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"hrnet_train.demo: {'error' if code == EXIT_USAGE else 'failed'}: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from hrnet_train.paths import config_dir
+from hrnet_train.plain import to_plain
 
 _REQUIRED_FIELDS = ("names", "flip_pairs", "upper_body", "lower_body", "skeleton", "sigmas")
 _KNOWN_FIELDS = set(_REQUIRED_FIELDS) | {"name", "joint_weights", "reference_joint_weights"}
@@ -70,20 +71,9 @@ def load_keypoint_set(spec: str | Path | Mapping[str, Any] | KeypointSet) -> Key
         if not isinstance(raw, Mapping):
             raise ValueError(f"{path}: expected a mapping of keypoint-set fields, got {type(raw).__name__}")
         return _build(raw, source=str(path), default_name=path.stem)
-    return _build(_to_plain(spec), source="<mapping>", default_name="custom")
-
-
-def _to_plain(spec: Any) -> dict[str, Any]:
-    """Turn an OmegaConf node into plain containers (omegaconf is imported only when needed)."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra, a hard dependency
-        DictConfig = ()  # type: ignore[assignment]
-    if DictConfig and isinstance(spec, DictConfig):
-        return OmegaConf.to_container(spec, resolve=True)  # type: ignore[return-value]
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, Mapping) and not type(spec).__module__.startswith("omegaconf"):
         raise ValueError(f"keypoint set: expected a name, a yaml path or a mapping, got {type(spec).__name__}")
-    return dict(spec)
+    return _build(to_plain(spec), source="<mapping>", default_name="custom")
 
 
 def _build(raw: Mapping[str, Any], source: str, default_name: str) -> KeypointSet:

@@ -1,20 +1,23 @@
-"""One comparison table (markdown + CSV) and an AP-vs-GFLOPs plot from finished training runs.
+"""One comparison table (markdown + CSV) and a metric-vs-GFLOPs plot from finished training runs.
 
 A run dir is any folder holding the ``report.json`` that ``train.py`` writes at the end of a run
-(best-checkpoint COCO stats, complexity, timings) beside ``config_resolved.yaml``; a Hydra
-multirun dir holds one per trial (``<sweep dir>/<job num>/``). Runs without ``report.json``
-(crashed or still running) have no final numbers and are not listed.
+(best-checkpoint metrics, complexity, timings) beside ``config_resolved.yaml``; a Hydra multirun dir
+holds one per trial (``<sweep dir>/<job num>/``). Runs without ``report.json`` (crashed or still
+running) have no final numbers and are not listed.
 
-Columns: model, head, input size, codec (sigma), params, GMACs in the paper convention
-(conv weights x output pixels / 2^30) and true GFLOPs (2 x MACs, 1e9; see hrnet_train.complexity),
-the best checkpoint's GT-box AP/AP50/AP75/APm/APl/AR, epochs, training wall time, training
-samples/s (median of the logged ``train/samples_per_s``, all ranks together) and, with
-``latency=true``, the CPU latency of one image (batch 1) of the best checkpoint.
+Rows are named by their Hydra overrides (``.hydra/overrides.yaml``), keeping only the overrides that
+differ between the listed runs (a sweep's rows read ``codec=dark data.input_size=64x64``); runs
+without overrides keep their path below the root. Columns: run, dataset, model, head, input size,
+codec (sigma), params, GMACs in the paper convention (conv weights x output pixels / 2^30) and true
+GFLOPs (2 x MACs, 1e9; see hrnet_train.complexity), the task's metrics of the best checkpoint (pose:
+GT-box AP/AP50/AP75/APm/APl/AR and torso PCK where logged), epochs, training wall time summed over
+resumed segments, training samples/s (median of the logged ``train/samples_per_s``, all ranks
+together) and, with ``latency=true``, the CPU latency of one image (batch 1) of the best checkpoint.
 
-CLI (paths, then ``key=value``)::
+CLI (run dirs, then ``key=value``; ``--help`` lists the options)::
 
     python -m hrnet_train.report multirun/synthetic_cpu/2026-01-01_12-00-00
-    python -m hrnet_train.report outputs/a outputs/b out=reports/ab latency=true threads=1 plot=docs/images/ab.png
+    python -m hrnet_train.report outputs/a outputs/b output_dir=reports/ab latency=true threads=1 plot=docs/images/ab.png
     python -m hrnet_train.report outputs/lspet_cpu/<run> curve=val/PCK_limbs    # learning curve vs minutes
 """
 
@@ -26,16 +29,28 @@ import json
 import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, run_tool
+
 REPORT_NAME = "report.json"  # written by hrnet_train.training.runner
 RESOLVED_CONFIG_NAME = "config_resolved.yaml"
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 THROUGHPUT_TAG = "train/samples_per_s"
-STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+# Metric columns per task, in table order; a column is shown when at least one run recorded it.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "pose": ("AP", "AP50", "AP75", "APm", "APl", "AR", "PCK_limbs", "PCK_all"),
+    "face": ("NME", "FR_0.08", "FR_0.10", "AUC_0.1"),
+    "segmentation": ("mIoU", "pixel_acc", "mean_acc"),
+}
+REQUIRED_METRICS = {"pose": ("AP", "AP50", "AP75", "APm", "APl", "AR")}
+PLOTTED_METRIC = {"pose": "AP", "face": "NME", "segmentation": "mIoU"}
+# Overrides that say where a run was written, not what it trained: left out of row names.
+_LOCATION_KEYS = ("hydra.", "output_dir", "run_dir")
 MARKDOWN_NAME = "sweep_report.md"
 CSV_NAME = "sweep_report.csv"
 PLOT_NAME = "ap_vs_gflops.png"
@@ -46,6 +61,8 @@ class RunSummary:
     """One row of the table; ``None`` where a run did not record the value."""
 
     run: str
+    task: str
+    dataset: str
     model: str
     head: str
     input_size: str
@@ -54,16 +71,11 @@ class RunSummary:
     params_m: float
     paper_gmacs: float
     gflops: float
-    AP: float
-    AP50: float
-    AP75: float
-    APm: float
-    APl: float
-    AR: float
     epochs: int
-    train_seconds: float
+    train_seconds: float  # summed over every segment of a resumed run
     train_samples_per_s: float | None
     latency_ms_b1: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
@@ -129,6 +141,12 @@ def learning_curve(run_dir: str | Path, tag: str = "val/AP") -> list[tuple[float
     return [((wall - t0) / 60.0, value) for wall, value in series]
 
 
+def curve_markdown(run_dir: str | Path, tag: str) -> str:
+    """The learning curve of one run as a markdown table (minutes, value)."""
+    rows = learning_curve(run_dir, tag)
+    return "\n".join([f"| minutes | {tag} |", "|---|---|", *(f"| {minutes:.1f} | {value:.4f} |" for minutes, value in rows)])
+
+
 def batch1_latency_ms(checkpoint: Path, input_size: str) -> float:
     """Median CPU time of one eval forward pass at batch 1 of the checkpoint's model.
 
@@ -143,6 +161,23 @@ def batch1_latency_ms(checkpoint: Path, input_size: str) -> float:
     return measure_latency(network, InputSize.parse(input_size), batch_sizes=(1,), warmup=5, repeats=30)[1]
 
 
+def run_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for the run, without the ones that only place outputs."""
+    path = run_dir / OVERRIDES_FILE
+    if not path.is_file():
+        return []
+    overrides = yaml.safe_load(path.read_text()) or []
+    return [str(o) for o in overrides if not str(o).lstrip("+~").startswith(_LOCATION_KEYS)]
+
+
+def dataset_label(config: dict[str, Any]) -> str:
+    """``data.name``, plus the val annotation file when one was named (runs on different files differ)."""
+    data = config.get("data") or {}
+    name = str(data.get("name", "?"))
+    ann = data.get("val_ann_file")
+    return f"{name}:{Path(str(ann)).name}" if ann else name
+
+
 def summarize_run(run_dir: Path, label: str, latency: bool = False) -> RunSummary:
     """The table row of one run dir (reads report.json, config_resolved.yaml and the logged metrics)."""
     report_file = run_dir / REPORT_NAME
@@ -155,7 +190,8 @@ def summarize_run(run_dir: Path, label: str, latency: bool = False) -> RunSummar
     config = yaml.safe_load(config_file.read_text()) or {}
     codec = config.get("codec") or {}
     model = config.get("model") or {}
-    missing = [name for name in STATS if name not in stats]
+    task = str(report.get("task", "pose"))
+    missing = [name for name in REQUIRED_METRICS.get(task, ()) if name not in stats]
     if missing:
         raise ValueError(f"{report_file}: stats lack {missing}")
     latency_ms = None
@@ -166,29 +202,44 @@ def summarize_run(run_dir: Path, label: str, latency: bool = False) -> RunSummar
         latency_ms = batch1_latency_ms(Path(checkpoint), _field(report, "input_size", report_file))
     return RunSummary(
         run=label,
+        task=task,
+        dataset=dataset_label(config),
         model=str(_field(report, "model", report_file)),
         head=str(model.get("head", "v1")),
         input_size=str(_field(report, "input_size", report_file)),
-        codec=str(codec.get("name", "?")),
+        codec=str(codec.get("name", "-")),
         sigma=float(codec["sigma"]) if "sigma" in codec else None,
         params_m=_field(complexity, "params", report_file) / 1e6,
         paper_gmacs=float(_field(complexity, "paper_gmacs", report_file)),
         gflops=float(_field(complexity, "gflops", report_file)),
-        **{name: float(stats[name]) for name in STATS},
         epochs=int(_field(report, "epochs", report_file)),
-        train_seconds=float(_field(report, "fit_seconds", report_file)),
+        train_seconds=float(report.get("train_seconds_total", _field(report, "fit_seconds", report_file))),
         train_samples_per_s=training_throughput(run_dir),
         latency_ms_b1=latency_ms,
+        metrics={name: float(value) for name, value in stats.items() if isinstance(value, (int, float))},
     )
+
+
+def _row_names(run_dirs: Sequence[tuple[Path, str]]) -> list[str]:
+    """Each run's differing overrides (or its path label); clashes get the path label appended."""
+    overrides = [run_overrides(run_dir) for run_dir, _ in run_dirs]
+    common = set.intersection(*(set(o) for o in overrides)) if len(overrides) > 1 else set()
+    names = []
+    for (_, path_label), own in zip(run_dirs, overrides, strict=True):
+        differing = [o for o in own if o not in common]
+        names.append(" ".join(differing) if differing else path_label)
+    counts = {name: names.count(name) for name in names}
+    return [f"{name} [{path}]" if counts[name] > 1 and name != path else name
+            for name, (_, path) in zip(names, run_dirs, strict=True)]
 
 
 def collect_runs(roots: Sequence[str | Path], latency: bool = False) -> list[RunSummary]:
     """Rows for every run under ``roots``; raises FileNotFoundError if a root holds no finished run.
 
-    A run is labelled by its path below the root (the job number in a multirun), prefixed with the
-    root's name when several roots are given.
+    A run's path label is its path below the root (the job number in a multirun), prefixed with the
+    root's name when several roots are given; the row name comes from :func:`_row_names`.
     """
-    rows: list[RunSummary] = []
+    found: list[tuple[Path, str]] = []
     for root in roots:
         base = Path(root)
         run_dirs = find_run_dirs(base)
@@ -199,8 +250,8 @@ def collect_runs(roots: Sequence[str | Path], latency: bool = False) -> list[Run
             label = base.name if below == "." else below
             if len(roots) > 1 and below != ".":
                 label = f"{base.name}/{below}"
-            rows.append(summarize_run(run_dir, label, latency))
-    return rows
+            found.append((run_dir, label))
+    return [summarize_run(run_dir, name, latency) for (run_dir, _), name in zip(found, _row_names(found), strict=True)]
 
 
 def _format(value: Any, digits: int) -> str:
@@ -211,50 +262,73 @@ def _format(value: Any, digits: int) -> str:
     return str(value)
 
 
-MARKDOWN_COLUMNS = (
-    ("run", "run", 0), ("model", "model", 0), ("head", "head", 0), ("input", "input_size", 0), ("codec", "codec", 0),
-    ("sigma", "sigma", 1), ("params (M)", "params_m", 3), ("GMACs (paper)", "paper_gmacs", 3), ("GFLOPs (true)", "gflops", 3),
-    ("AP", "AP", 4), ("AP50", "AP50", 4), ("AP75", "AP75", 4), ("APm", "APm", 4), ("APl", "APl", 4), ("AR", "AR", 4),
+LEADING_COLUMNS = (
+    ("run", "run", 0), ("dataset", "dataset", 0), ("model", "model", 0), ("head", "head", 0), ("input", "input_size", 0),
+    ("codec", "codec", 0), ("sigma", "sigma", 1), ("params (M)", "params_m", 3), ("GMACs (paper)", "paper_gmacs", 3),
+    ("GFLOPs (true)", "gflops", 3),
+)
+TRAILING_COLUMNS = (
     ("epochs", "epochs", 0), ("train time (s)", "train_seconds", 1), ("train img/s", "train_samples_per_s", 1),
     ("latency b1 (ms)", "latency_ms_b1", 1),
 )
 
 
+def metric_columns(rows: Sequence[RunSummary]) -> list[str]:
+    """The metric columns the rows recorded, in task order (pose first, then face, then segmentation)."""
+    recorded = set().union(*(row.metrics for row in rows)) if rows else set()
+    return [name for names in TASK_METRICS.values() for name in names if name in recorded]
+
+
 def markdown_table(rows: Sequence[RunSummary]) -> str:
-    """GT-box COCO stats of the best checkpoints with complexity and speed, one row per run."""
-    columns = [c for c in MARKDOWN_COLUMNS if c[1] != "latency_ms_b1" or any(r.latency_ms_b1 is not None for r in rows)]
-    lines = ["| " + " | ".join(title for title, _, _ in columns) + " |", "|" + "---|" * len(columns)]
+    """Best-checkpoint metrics with complexity and speed, one row per run (pose AP columns are GT-box AP)."""
+    trailing = [c for c in TRAILING_COLUMNS if c[1] != "latency_ms_b1" or any(r.latency_ms_b1 is not None for r in rows)]
+    metrics = metric_columns(rows)
+    titles = [t for t, _, _ in LEADING_COLUMNS] + metrics + [t for t, _, _ in trailing]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for row in rows:
-        values = asdict(row)
-        lines.append("| " + " | ".join(_format(values[key], digits) for _, key, digits in columns) + " |")
+        values = row.__dict__
+        cells = [_format(values[key], digits) for _, key, digits in LEADING_COLUMNS]
+        cells += [_format(row.metrics.get(name), 4) for name in metrics]
+        cells += [_format(values[key], digits) for _, key, digits in trailing]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def csv_table(rows: Sequence[RunSummary]) -> str:
-    """All fields at full precision (empty cell = not recorded)."""
+    """All fields at full precision, one column per recorded metric (empty cell = not recorded)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    names = [f.name for f in fields(RunSummary)]
-    writer.writerow(names)
+    names = [key for key in RunSummary.__dataclass_fields__ if key != "metrics"]
+    metrics = metric_columns(rows)
+    writer.writerow(names + metrics)
     for row in rows:
-        values = asdict(row)
-        writer.writerow(["" if values[name] is None else values[name] for name in names])
+        values = row.__dict__
+        writer.writerow(["" if values[n] is None else values[n] for n in names] + [row.metrics.get(m, "") for m in metrics])
     return buffer.getvalue()
 
 
-def plot_ap_vs_gflops(rows: Sequence[RunSummary], path: Path) -> None:
-    """Scatter of AP over true GFLOPs (log x), each point labelled with model/head/input/codec."""
+def plot_metric_vs_gflops(rows: Sequence[RunSummary], path: Path) -> None:
+    """Scatter of each run's main metric (pose AP, face NME, seg mIoU) over true GFLOPs (log x), each point
+    labelled with model/head/input/codec/dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
+    tasks = sorted({row.task for row in rows})
+    metric = PLOTTED_METRIC.get(tasks[0], "AP") if len(tasks) == 1 else None
+    if metric is None:
+        raise ValueError(f"the runs mix tasks {tasks}: plot one task at a time")
     figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    datasets = {row.dataset for row in rows}
     for row in rows:
-        axes.scatter(row.gflops, row.AP, s=30)
+        if metric not in row.metrics:
+            continue
+        axes.scatter(row.gflops, row.metrics[metric], s=30)
         head = "" if row.head == "v1" else f" {row.head}"
-        axes.annotate(f"{row.model}{head}\n{row.input_size} {row.codec}", (row.gflops, row.AP),
+        data = f" {row.dataset}" if len(datasets) > 1 else ""
+        axes.annotate(f"{row.model}{head}\n{row.input_size} {row.codec}{data}", (row.gflops, row.metrics[metric]),
                       textcoords="offset points", xytext=(5, 4), fontsize=7)
     axes.set_xscale("log")
     axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -262,8 +336,8 @@ def plot_ap_vs_gflops(rows: Sequence[RunSummary], path: Path) -> None:
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.margins(x=0.35, y=0.12)  # room for the point labels
     axes.set_xlabel("GFLOPs (true, 2 x MACs, per image)")
-    axes.set_ylabel("GT-box AP (best checkpoint)")
-    axes.set_title("AP vs compute")
+    axes.set_ylabel("GT-box AP (best checkpoint)" if metric == "AP" else f"{metric} (best checkpoint)")
+    axes.set_title(f"{metric} vs compute")
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,45 +345,52 @@ def plot_ap_vs_gflops(rows: Sequence[RunSummary], path: Path) -> None:
     plt.close(figure)
 
 
-def write_report(roots: Sequence[str | Path], out: str | Path | None = None, plot: str | Path | None = None,
+def write_report(roots: Sequence[str | Path], output_dir: str | Path | None = None, plot: str | Path | None = None,
                  latency: bool = False) -> dict[str, Path]:
     """Writes sweep_report.md, sweep_report.csv and the plot (default: into the first root); returns their paths."""
     rows = collect_runs(roots, latency)
-    out_dir = Path(out) if out is not None else Path(roots[0])
+    out_dir = Path(output_dir) if output_dir is not None else Path(roots[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / MARKDOWN_NAME, "csv": out_dir / CSV_NAME, "plot": Path(plot) if plot else out_dir / PLOT_NAME}
     paths["markdown"].write_text(markdown_table(rows) + "\n")
     paths["csv"].write_text(csv_table(rows))
-    plot_ap_vs_gflops(rows, paths["plot"])
+    plot_metric_vs_gflops(rows, paths["plot"])
     return paths
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"threads: expected a positive integer, got {text!r}")
+    return int(text)
+
+
+COMMAND_LINE = CommandLine(
+    prog="python -m hrnet_train.report",
+    summary="One table (markdown + CSV) and a metric-vs-GFLOPs plot of finished train.py runs "
+            "(run or multirun dirs), or one run's learning curve (curve=).",
+    options=(
+        Option("output_dir", "where the table, CSV, plot (or curve) go (default: the first run dir)"),
+        Option("plot", "plot file (default: <output_dir>/" + PLOT_NAME + ")"),
+        Option("latency", "measure each best checkpoint's CPU latency at batch 1", lambda v: parse_bool(v, "latency"), "false"),
+        Option("threads", "torch threads for the latency runs", _positive_int),
+        Option("curve", "instead of the table: this tag's learning curve (minutes vs value), e.g. val/PCK_limbs"),
+    ),
+    examples=(
+        "python -m hrnet_train.report multirun/synthetic_cpu/2026-01-01_12-00-00",
+        "python -m hrnet_train.report outputs/a outputs/b output_dir=reports/ab latency=true threads=1",
+        "python -m hrnet_train.report outputs/lspet_cpu/<run> curve=val/PCK_limbs output_dir=models/lspet_cpu",
+    ),
+    positional="RUN_DIR",
+)
+
+
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
-    """Run/multirun dirs and ``out=DIR``, ``plot=FILE.png``, ``latency=true|false``, ``threads=N``
-    -> write_report kwargs plus ``threads`` (torch intra-op threads for the latency runs; None = torch's default)."""
-    options: dict[str, Any] = {"roots": [], "out": None, "plot": None, "latency": False, "threads": None, "curve": None}
-    for arg in argv:
-        if arg in ("-h", "--help"):
-            raise SystemExit(__doc__)
-        if "=" not in arg:
-            options["roots"].append(arg)
-            continue
-        key, value = arg.split("=", 1)
-        if key in ("out", "plot", "curve"):
-            options[key] = value
-        elif key == "latency":
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"latency: expected true or false, got {value!r}")
-            options["latency"] = value.lower() in ("true", "1")
-        elif key == "threads":
-            if not value.isdigit() or int(value) < 1:
-                raise ValueError(f"threads: expected a positive integer, got {value!r}")
-            options["threads"] = int(value)
-        else:
-            raise ValueError(f"argument {key!r}: unknown (expected a run dir, out=, plot=, latency=, threads=, curve=)")
-    if not options["roots"]:
-        raise ValueError("give at least one run or multirun dir (e.g. multirun/synthetic_cpu/<date>)")
-    return options
+    """Run/multirun dirs and the options -> write_report kwargs plus ``threads`` and ``curve``."""
+    args = COMMAND_LINE.parse(argv)
+    roots = args.pop("positional")
+    if not roots:
+        raise UsageError("give at least one run or multirun dir (e.g. multirun/synthetic_cpu/<date>); see --help")
+    return {"roots": roots, **args}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -318,21 +399,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     curve = options.pop("curve")
     if curve is not None:
         for root in options["roots"]:
-            print(f"| minutes | {curve} |\n|---|---|")
-            print("\n".join(f"| {minutes:.1f} | {value:.4f} |" for minutes, value in learning_curve(root, curve)))
+            try:
+                table = curve_markdown(root, curve)
+            except ValueError as error:  # no events, or the tag was not logged
+                raise UsageError(str(error)) from None
+            print(table)
+            if options["output_dir"] is not None:
+                path = Path(options["output_dir"]) / f"learning_curve_{curve.replace('/', '_')}.md"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(table + "\n")
+                print(f"curve: {path}")
         return
     if threads is not None:
         # One thread gives steadier latencies on a busy machine: OpenMP workers stall when descheduled.
         import torch
 
         torch.set_num_threads(threads)
-    paths = write_report(**options)
+    try:
+        paths = write_report(**options)
+    except (FileNotFoundError, ValueError) as error:  # no finished run there, or a broken report.json
+        raise UsageError(str(error)) from None
     print(paths["markdown"].read_text(), end="")
     print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"error: {error}") from None
+    sys.exit(run_tool(COMMAND_LINE.prog, main))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-from hrnet_train.complexity import complexity_report, complexity_table, count_macs, main, measure_latency, parse_args
+from hrnet_train.cli_args import UsageError
+from hrnet_train.complexity import complexity_report, complexity_table, count_macs, main, measure_latency, table_options
 from hrnet_train.models import create_model, list_models
 
 # (model, input) -> (params, paper GMACs to 2 decimals) from spec 1.9 / 2.3 (re-derived official values).
@@ -100,7 +103,7 @@ def test_cli_single_model(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_spec_overrides(capsys: pytest.CaptureFixture[str]) -> None:
-    options = parse_args(["model=hrnet_tiny", "spec.stage4.num_blocks=[2,2,2,2]", "spec.stage3.num_modules=2", "head=v2"])
+    options = table_options(["model=hrnet_tiny", "spec.stage4.num_blocks=[2,2,2,2]", "spec.stage3.num_modules=2", "head=v2"])
     assert options["spec_overrides"] == {"stage4": {"num_blocks": [2, 2, 2, 2]}, "stage3": {"num_modules": 2}}
     main(["model=hrnet_tiny", "input_size=256x192", "spec.stage3.num_modules=2"])
     row = capsys.readouterr().out.strip().splitlines()[-1]
@@ -109,13 +112,24 @@ def test_cli_spec_overrides(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_all_and_errors() -> None:
     for args in (["--all"], ["model=all"]):
-        options = parse_args(args)
+        options = table_options(args)
         assert options["names"] == list_models() and options["input_sizes"] == [(256, 192), (384, 288)]
         assert options["latency_batch_sizes"] == []
-    assert parse_args(["model=hrnet_tiny", "latency=true"])["latency_batch_sizes"] == [1, 32]
-    with pytest.raises(ValueError, match="model: give model=<name>"):
-        parse_args(["input_size=256x192"])
-    with pytest.raises(ValueError, match="input_size: expected 'HEIGHTxWIDTH'"):
-        parse_args(["model=hrnet_w32", "input_size=256"])
-    with pytest.raises(ValueError, match="argument 'speed': unknown"):
-        parse_args(["model=hrnet_w32", "speed=1"])
+    assert table_options(["model=hrnet_tiny", "latency=true"])["latency_batch_sizes"] == [1, 32]
+    with pytest.raises(UsageError, match="give model=<name>"):
+        table_options(["input_size=256x192"])
+    with pytest.raises(UsageError, match="input_size: cannot read '256'.*expected 'HEIGHTxWIDTH'"):
+        table_options(["model=hrnet_w32", "input_size=256"])
+    with pytest.raises(UsageError, match="speed: unknown option"):
+        table_options(["model=hrnet_w32", "speed=1"])
+    with pytest.raises(UsageError, match="laetncy: unknown option \\(did you mean 'latency'\\?\\)"):
+        table_options(["model=hrnet_w32", "laetncy=true"])
+
+
+def test_cli_checkpoint_reports_its_own_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ckpt=: the network and input size come from the checkpoint (the committed LSPET model)."""
+    from hrnet_train.paths import REPO_ROOT
+
+    main([f"ckpt={REPO_ROOT / 'models' / 'lspet_cpu' / 'lspet_cpu.ckpt'}"])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row.startswith("| hrnet_w18_small_v1 | 192x160 | 1.28 |")

@@ -59,8 +59,8 @@ def test_cli_rejects_bad_field_before_training(override: str, message: str, tmp_
 
 def test_cli_rejects_unknown_model_group(tmp_path: Path) -> None:
     result = _run_cli("model=nonexistent", tmp_path=tmp_path)
-    assert result.returncode != 0
-    assert "Could not find 'model/nonexistent'" in result.stderr
+    assert result.returncode == 2
+    assert "model=nonexistent: no such option in conf/model; options: hrnet_tiny," in result.stderr
 
 
 def test_cli_missing_data_root_for_coco(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def lspet_checkpoint() -> Path:
 
 def test_video_demo_writes_playable_mp4_json_and_csv(shared_data, tiny_checkpoint, tmp_path, capsys):
     video = shared_data / "videos" / "tfjs_pose_1.mp4"
-    code = main([f"input={video}", f"ckpt={tiny_checkpoint}", f"output={tmp_path}", "detector=full_image",
+    code = main([f"input={video}", f"ckpt={tiny_checkpoint}", f"output_dir={tmp_path}", "detector=full_image",
                  "max_frames=20", "progress=false"])
     assert code == 0
     stdout = capsys.readouterr().out
@@ -77,7 +77,7 @@ def test_video_demo_writes_playable_mp4_json_and_csv(shared_data, tiny_checkpoin
 
 def test_propagated_boxes_and_smoothing_on_street(shared_data, tiny_checkpoint, tmp_path):
     cfg = load_config([f"input={shared_data / 'videos' / 'mmpose_demo_street.mp4'}", f"ckpt={tiny_checkpoint}",
-                       f"output={tmp_path}", "detector=hog", "detect_every=2", "progress=false", "save_media=false"])
+                       f"output_dir={tmp_path}", "detector=hog", "detect_every=2", "progress=false", "save_media=false"])
     result = run_demo(cfg)
     assert len(result.frames) == 5 and result.times.frames == 5
     assert [p.name for p in result.outputs] == ["keypoints.json", "keypoints.csv"]
@@ -105,7 +105,7 @@ def test_image_folder_demo(shared_data, tiny_checkpoint, tmp_path):
         source = "skimage_astronaut.png" if name.startswith("astro") else "tfjs_pose_yoga.jpg"
         (folder / name).write_bytes((shared_data / "demo_images" / source).read_bytes())
     out = tmp_path / "out"
-    assert main([f"input={folder}", f"ckpt={tiny_checkpoint}", f"output={out}", "detector=full_image",
+    assert main([f"input={folder}", f"ckpt={tiny_checkpoint}", f"output_dir={out}", "detector=full_image",
                  "progress=false"]) == 0
     annotated = cv2.imread(str(out / "yoga.jpg"))
     assert annotated.shape == (667, 1000, 3)
@@ -114,7 +114,7 @@ def test_image_folder_demo(shared_data, tiny_checkpoint, tmp_path):
     assert data["frames"][1]["time_s"] is None
     assert data["frames"][1]["persons"][0]["track_id"] is None  # still images are not tracked
     assert data["frames"][1]["persons"][0]["box"] == [0.0, 0.0, 1000.0, 667.0]
-    assert main([f"input={folder}", f"ckpt={tiny_checkpoint}", f"output={folder}", "progress=false"]) == 2
+    assert main([f"input={folder}", f"ckpt={tiny_checkpoint}", f"output_dir={folder}", "progress=false"]) == 2
     assert sorted(p.name for p in folder.iterdir()) == ["astronaut.png", "yoga.jpg"]  # inputs untouched
 
 
@@ -131,7 +131,7 @@ def test_image_folder_demo(shared_data, tiny_checkpoint, tmp_path):
 )
 def test_bad_input_exits_2_with_one_line(tiny_checkpoint, tmp_path, capsys, make_input, extra, message):
     target = make_input(tmp_path)
-    code = main([f"input={target}", f"ckpt={tiny_checkpoint}", f"output={tmp_path / 'out'}", *extra])
+    code = main([f"input={target}", f"ckpt={tiny_checkpoint}", f"output_dir={tmp_path / 'out'}", *extra])
     assert code == 2
     stderr = capsys.readouterr().err
     assert stderr.count("\n") == 1 and stderr.startswith("hrnet_train.demo: error: ")
@@ -170,7 +170,7 @@ def _movenet_on_model_joints(shared_data: Path, names: tuple[str, ...]) -> tuple
 
 def test_lspet_smoothing_reduces_noise_with_little_lag(shared_data, lspet_checkpoint, tmp_path):
     cfg = load_config([f"input={shared_data / 'videos' / 'tfjs_pose_1.mp4'}", f"ckpt={lspet_checkpoint}",
-                       f"output={tmp_path}", "detector=full_image", "progress=false", "save_media=false"])
+                       f"output_dir={tmp_path}", "detector=full_image", "progress=false", "save_media=false"])
     result = run_demo(cfg)
     names = load_keypoint_set("lspet14").names
     reference, joints = _movenet_on_model_joints(shared_data, names)
@@ -217,7 +217,7 @@ def test_count_id_switches():
 
 def test_lspet_ids_stay_stable_on_street(shared_data, lspet_checkpoint, tmp_path):
     cfg = load_config([f"input={shared_data / 'videos' / 'mmpose_demo_street.mp4'}", f"ckpt={lspet_checkpoint}",
-                       f"output={tmp_path}", "detector=hog", "progress=false", "save_media=false"])
+                       f"output_dir={tmp_path}", "detector=hog", "progress=false", "save_media=false"])
     result = run_demo(cfg)
     assert len(result.frames) == 5 and len(result.frames[0]) >= 3
     switches = count_id_switches(result.frames)

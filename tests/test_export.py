@@ -23,6 +23,7 @@ from hrnet_train.geometry import box_to_center_scale
 from hrnet_train.codecs.torch_decode import create_decoder
 from hrnet_train.export import OUTPUT_NAMES, export_onnx
 from hrnet_train.export.__main__ import main as export_main
+from hrnet_train.cli_args import UsageError
 from hrnet_train.export.__main__ import parse_arguments
 from hrnet_train.inference.backproject import backproject
 from hrnet_train.models import create_model, model_config
@@ -213,7 +214,8 @@ def test_cli_exports_a_training_checkpoint(network, images, tmp_path) -> None:
     }
     ckpt = tmp_path / "last.ckpt"
     torch.save(checkpoint, ckpt)
-    out = export_main([f"ckpt={ckpt}", f"out={tmp_path / 'pose.onnx'}", "codec=dark"])
+    out = export_main([f"ckpt={ckpt}", f"output_dir={tmp_path}", "name=pose", "codec=dark"])
+    assert out == tmp_path / "pose.onnx"
     metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert (metadata["codec"], metadata["model"], metadata["input_size"]) == ("dark", "hrnet_tiny", "128x96")
     assert metadata["keypoints"].split(",")[:2] == ["nose", "left_eye"]
@@ -225,23 +227,35 @@ def test_cli_exports_a_training_checkpoint(network, images, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["model=hrnet_tiny"], "out=<file.onnx> is required"),
-        (["out=a.onnx"], "exactly one of ckpt"),
-        (["ckpt=a.ckpt", "model=hrnet_tiny", "out=a.onnx"], "exactly one of ckpt"),
-        (["ckpt=a.ckpt", "sigma=3", "out=a.onnx"], r"\['sigma'\] cannot be combined with ckpt"),
-        (["model=hrnet_tiny", "format=tflite", "out=a.onnx"], "format must be one of"),
-        (["model=hrnet_tiny", "batch=4", "out=a.onnx"], "expected key=value with key in"),
+        (["output_dir=x"], "exactly one of ckpt"),
+        (["ckpt=a.ckpt", "model=hrnet_tiny"], "exactly one of ckpt"),
+        (["ckpt=a.ckpt", "sigma=3"], r"\['sigma'\] cannot be combined with ckpt"),
+        (["model=hrnet_tiny", "format=tflite"], "format: must be one of"),
+        (["model=hrnet_tiny", "batch=4"], "batch: unknown option"),
+        (["model=hrnet_tiny", "out=a.onnx"], "out: unknown option"),
+        (["model=hrnet_tiny", "ema=maybe"], "ema: expected true or false"),
     ],
 )
 def test_cli_rejects_bad_arguments(argv: list[str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UsageError, match=message):
         parse_arguments(argv)
+
+
+def test_cli_refuses_to_overwrite_its_input(network, tmp_path) -> None:
+    """An output path equal to an input (a weights file named like the export) is refused, the file kept."""
+    weights = tmp_path / "pose.onnx"
+    torch.save(network.state_dict(), weights)
+    before = weights.read_bytes()
+    with pytest.raises(UsageError, match="is the weights file itself"):
+        export_main(["model=hrnet_tiny", f"weights={weights}", "input_size=128x96", f"output_dir={tmp_path}"])
+    assert weights.read_bytes() == before
 
 
 def test_cli_exports_a_state_dict_file(network, images, tmp_path) -> None:
     weights = tmp_path / "pose_hrnet_tiny.pth"
     torch.save(network.state_dict(), weights)
-    out = export_main(["model=hrnet_tiny", f"weights={weights}", "input_size=128x96", "codec=udp", f"out={tmp_path / 'p.onnx'}"])
+    out = export_main(["model=hrnet_tiny", f"weights={weights}", "input_size=128x96", "codec=udp", f"output_dir={tmp_path}"])
+    assert out == tmp_path / "pose_hrnet_tiny.onnx"
     outputs = run_onnx(out, images[:2])
     with torch.no_grad():
         heatmaps = network(torch.from_numpy(images[:2])).numpy()
@@ -258,7 +272,7 @@ def test_trained_lspet_checkpoint_onnx_parity(lspet_dir, tmp_path) -> None:
 
     ckpt = REPO_ROOT / "models" / "lspet_cpu" / "lspet_cpu.ckpt"
     estimator = PoseEstimator.from_checkpoint(ckpt, flip_test=False)
-    out = export_main([f"ckpt={ckpt}", f"out={tmp_path / 'lspet.onnx'}"])
+    out = export_main([f"ckpt={ckpt}", f"output_dir={tmp_path}"])
     codec = estimator.codec
     crops = []
     for number in range(8501, 8509):  # held-out LSPET images, whole-image boxes

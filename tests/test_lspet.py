@@ -12,6 +12,7 @@ import scipy.io
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.coco import TopDownCocoDataset
 from hrnet_train.keypoints import load_keypoint_set
+from hrnet_train.cli_args import UsageError
 from hrnet_train.data.lspet import AREA_PER_BOX_AREA, ConversionSummary, convert_lspet, main
 
 
@@ -76,11 +77,11 @@ def test_converted_split_loads_with_lspet14(converted, lspet_dir: Path) -> None:
 
 
 def test_cli_small_range(lspet_dir: Path, tmp_path: Path, capsys) -> None:
-    main([f"src={lspet_dir}", f"out={tmp_path}", "train_last=10", "val_last=15"])
+    main([f"src={lspet_dir}", f"output_dir={tmp_path}", "train_last=10", "val_last=15"])
     printed = capsys.readouterr().out
     assert "train: 10 images, 10 persons" in printed and "val: 5 images, 5 persons" in printed
     assert (tmp_path / "annotations" / "person_keypoints_train.json").is_file()
-    with pytest.raises(SystemExit, match="unexpected argument"):
+    with pytest.raises(UsageError, match="source: unknown option"):
         main(["source=x"])
     with pytest.raises(ValueError, match="train_last < val_last"):
         convert_lspet(lspet_dir, tmp_path, train_last=20, val_last=15)

@@ -14,6 +14,7 @@ import yaml
 from test_ddp import assert_succeeded, run_cli, tiny_run_overrides
 
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
+from hrnet_train.cli_args import UsageError
 from hrnet_train.report import CSV_NAME, MARKDOWN_NAME, PLOT_NAME, collect_runs, main, parse_args, write_report
 
 STATS = {"AP": 0.5, "AP50": 0.75, "AP75": 0.5, "APm": 0.25, "APl": 0.625, "AR": 0.5625,
@@ -21,16 +22,20 @@ STATS = {"AP": 0.5, "AP50": 0.75, "AP75": 0.5, "APm": 0.25, "APl": 0.625, "AR": 
 
 
 def _make_run(run_dir: Path, model: str, head: str, codec: str, sigma: float, ap: float, gflops: float,
-              throughput: list[float] | None) -> None:
-    """A run dir as train.py leaves it: report.json, config_resolved.yaml and CSV metrics."""
+              throughput: list[float] | None, data: dict | None = None, overrides: list[str] | None = None) -> None:
+    """A run dir as train.py leaves it: report.json, config_resolved.yaml, CSV metrics, Hydra's overrides."""
     run_dir.mkdir(parents=True)
+    if overrides is not None:
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     report = {
         "model": model, "input_size": "128x96", "stats": {**STATS, "AP": ap}, "epochs": 3, "fit_seconds": 120.5,
         "best_checkpoint": str(run_dir / "checkpoints" / "best-epoch002.ckpt"),
         "complexity": {"input_size": "128x96", "params": 1_250_000, "paper_gmacs": gflops / 2 * 1e9 / 2**30, "true_gmacs": gflops / 2, "gflops": gflops},
     }
     (run_dir / "report.json").write_text(json.dumps(report))
-    (run_dir / "config_resolved.yaml").write_text(yaml.safe_dump({"model": {"name": model, "head": head}, "codec": {"name": codec, "sigma": sigma}}))
+    config = {"model": {"name": model, "head": head}, "codec": {"name": codec, "sigma": sigma}, "data": data or {"name": "synthetic"}}
+    (run_dir / "config_resolved.yaml").write_text(yaml.safe_dump(config))
     if throughput is not None:
         (run_dir / "csv").mkdir()
         rows = ["epoch,step,train/loss_step,train/samples_per_s"] + [f"0,{i},0.01,{v}" for i, v in enumerate(throughput)] + ["0,9,0.01,"]
@@ -55,13 +60,14 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_report_from_hand_made_run_dirs(sweep_dir: Path, tmp_path: Path) -> None:
-    paths = write_report([sweep_dir], out=tmp_path / "report")
+    paths = write_report([sweep_dir], output_dir=tmp_path / "report")
     assert paths == {"markdown": tmp_path / "report" / MARKDOWN_NAME, "csv": tmp_path / "report" / CSV_NAME, "plot": tmp_path / "report" / PLOT_NAME}
 
     lines = paths["markdown"].read_text().splitlines()
-    assert lines[0] == ("| run | model | head | input | codec | sigma | params (M) | GMACs (paper) | GFLOPs (true) | AP | AP50 | AP75 | APm | APl | AR "
-                        "| epochs | train time (s) | train img/s |")
-    assert lines[2] == "| 0 | hrnet_tiny | v1 | 128x96 | legacy | 2.0 | 1.250 | 0.041 | 0.088 | 0.2500 | 0.7500 | 0.5000 | 0.2500 | 0.6250 | 0.5625 | 3 | 120.5 | 60.0 |"
+    assert lines[0] == ("| run | dataset | model | head | input | codec | sigma | params (M) | GMACs (paper) | GFLOPs (true) "
+                        "| AP | AP50 | AP75 | APm | APl | AR | epochs | train time (s) | train img/s |")
+    assert lines[2] == ("| 0 | synthetic | hrnet_tiny | v1 | 128x96 | legacy | 2.0 | 1.250 | 0.041 | 0.088 | 0.2500 | 0.7500 | 0.5000 "
+                        "| 0.2500 | 0.6250 | 0.5625 | 3 | 120.5 | 60.0 |")
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| 0", "| 1", "| 10"]  # job-number order, crashed trial 2 absent
     assert lines[3].endswith("| 3 | 120.5 | - |")  # no logged throughput
 
@@ -81,16 +87,19 @@ def test_report_cli_arguments_and_errors(sweep_dir: Path, tmp_path: Path, capsys
     assert printed.count("| hrnet_w18_small_v1 |") == 2 and f"plot: {plot}" in printed
     assert (sweep_dir / MARKDOWN_NAME).is_file() and plot.is_file()
 
-    assert parse_args(["a", "b", "out=o", "latency=true", "threads=1"]) == {"roots": ["a", "b"], "out": "o", "plot": None, "latency": True, "threads": 1, "curve": None}
+    assert parse_args(["a", "b", "output_dir=o", "latency=true", "threads=1"]) == {
+        "roots": ["a", "b"], "output_dir": "o", "plot": None, "latency": True, "threads": 1, "curve": None}
     assert parse_args(["a", "curve=val/PCK_limbs"])["curve"] == "val/PCK_limbs"
-    with pytest.raises(ValueError, match="threads: expected a positive integer, got '0'"):
+    with pytest.raises(UsageError, match="threads: expected a positive integer, got '0'"):
         parse_args(["a", "threads=0"])
-    with pytest.raises(ValueError, match="latency: expected true or false, got 'maybe'"):
+    with pytest.raises(UsageError, match="latency: expected true or false, got 'maybe'"):
         parse_args(["a", "latency=maybe"])
-    with pytest.raises(ValueError, match="argument 'colour': unknown"):
+    with pytest.raises(UsageError, match="colour: unknown option"):
         parse_args(["a", "colour=red"])
-    with pytest.raises(ValueError, match="give at least one run or multirun dir"):
-        parse_args(["out=o"])
+    with pytest.raises(UsageError, match="out: unknown option \\(did you mean 'output_dir'\\?\\)"):
+        parse_args(["a", "out=o"])
+    with pytest.raises(UsageError, match="give at least one run or multirun dir"):
+        parse_args(["output_dir=o"])
     single = tmp_path / "single_run"
     _make_run(single, "hrnet_tiny", "v1", "legacy", 2.0, ap=0.125, gflops=0.088, throughput=None)
     assert [row.run for row in collect_runs([single, sweep_dir])] == ["single_run", "multirun/0", "multirun/1", "multirun/10"]
@@ -118,18 +127,20 @@ def test_report_on_a_tiny_multirun_over_codecs_and_input_sizes(tmp_path: Path) -
     assert_succeeded(result)
 
     out = tmp_path / "report"
-    command = [sys.executable, "-m", "hrnet_train.report", str(sweep), f"out={out}", "latency=true"]
+    command = [sys.executable, "-m", "hrnet_train.report", str(sweep), f"output_dir={out}", "latency=true"]
     printed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True).stdout
     assert printed.splitlines()[0].endswith("| train img/s | latency b1 (ms) |")
 
     with (out / CSV_NAME).open(newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert [r["run"] for r in rows] == ["0", "1", "2", "3"]
+    # Rows are named by the overrides that differ between the sweep's jobs (order of the job numbers).
+    assert [r["run"] for r in rows] == ["codec=legacy data.input_size=128x96", "codec=legacy data.input_size=64x64",
+                                        "codec=dark data.input_size=128x96", "codec=dark data.input_size=64x64"]
     by_variant = {(r["codec"], r["input_size"]): r for r in rows}
     assert sorted(by_variant) == [("dark", "128x96"), ("dark", "64x64"), ("legacy", "128x96"), ("legacy", "64x64")]
-    for row in rows:
-        report = json.loads((sweep / row["run"] / "report.json").read_text())
-        assert float(row["AP"]) == report["stats"]["AP"] and float(row["train_seconds"]) == report["fit_seconds"]
+    for job, row in enumerate(rows):
+        report = json.loads((sweep / str(job) / "report.json").read_text())
+        assert float(row["AP"]) == report["stats"]["AP"] and float(row["train_seconds"]) == report["train_seconds_total"]
         assert int(float(row["params_m"]) * 1e6 + 0.5) == report["complexity"]["params"] == 221081
         assert float(row["train_samples_per_s"]) > 0 and float(row["latency_ms_b1"]) > 0
     # Every layer counted scales with the pixel count: 64x64 costs exactly 1/3 of 128x96.
@@ -154,3 +165,33 @@ def test_learning_curve_reads_minutes_from_tensorboard_events(tmp_path: Path) ->
         learning_curve(tmp_path, "val/AP")
     with pytest.raises(ValueError, match="no TensorBoard events"):
         learning_curve(tmp_path / "missing", "val/AP")
+
+
+def test_rows_named_by_differing_overrides_with_dataset_and_summed_time(tmp_path: Path) -> None:
+    """Runs that differ only by data get distinct names and a dataset column; a resumed run reports the
+    time of all its segments."""
+    common = ["trainer.max_epochs=3", "output_dir=/somewhere/else"]
+    _make_run(tmp_path / "a", "hrnet_tiny", "v1", "legacy", 2.0, 0.3, 0.1, None, {"name": "coco"}, ["data=coco", *common])
+    _make_run(tmp_path / "b", "hrnet_tiny", "v1", "legacy", 2.0, 0.4, 0.1, None,
+              {"name": "coco", "val_ann_file": "annotations/mine.json"}, ["data=coco", "data.val_ann_file=annotations/mine.json", *common])
+    _make_run(tmp_path / "c", "hrnet_tiny", "v1", "legacy", 2.0, 0.5, 0.1, None, {"name": "lspet"}, ["data=lspet", *common])
+    resumed = json.loads((tmp_path / "c" / "report.json").read_text())
+    resumed["train_seconds_total"] = 300.0  # 120.5 s in this segment, the rest before the resume
+    (tmp_path / "c" / "report.json").write_text(json.dumps(resumed))
+    rows = collect_runs([tmp_path / "a", tmp_path / "b", tmp_path / "c"])
+    assert [r.run for r in rows] == ["data=coco", "data=coco data.val_ann_file=annotations/mine.json", "data=lspet"]
+    assert [r.dataset for r in rows] == ["coco", "coco:mine.json", "lspet"]
+    assert [r.train_seconds for r in rows] == [120.5, 120.5, 300.0]
+
+
+def test_curve_is_written_to_output_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "run" / "tensorboard"))
+    writer.add_scalar("train/lr", 1e-3, 0, walltime=1000.0)
+    writer.add_scalar("val/AP", 0.5, 10, walltime=1060.0)
+    writer.close()
+    main([str(tmp_path / "run"), "curve=val/AP", f"output_dir={tmp_path / 'out'}"])
+    written = (tmp_path / "out" / "learning_curve_val_AP.md").read_text()
+    assert written == "| minutes | val/AP |\n|---|---|\n| 1.0 | 0.5000 |\n"
+    assert written.strip() in capsys.readouterr().out

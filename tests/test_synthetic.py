@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from hrnet_train.cli_args import UsageError
 from hrnet_train.data import synthetic
 from hrnet_train.baselines.mean_pose import (
     evaluate_keypoint_results,
@@ -184,9 +185,9 @@ def test_bad_parameters_raise_clear_errors(tmp_path: Path) -> None:
         SyntheticConfig(image_size=(64, 256))
     with pytest.raises(ValueError, match="num_val"):
         SyntheticConfig(num_val=-1)
-    with pytest.raises(ValueError, match="key=value"):
-        synthetic.main([f"out={tmp_path}", "num_train"])
-    with pytest.raises(ValueError, match="unknown option"):
-        synthetic.main([f"out={tmp_path}", "num_trian=3"])
+    with pytest.raises(UsageError, match="key=value"):
+        synthetic.main([f"output_dir={tmp_path}", "num_train"])
+    with pytest.raises(UsageError, match="num_trian: unknown option \\(did you mean 'num_train'\\?\\)"):
+        synthetic.main([f"output_dir={tmp_path}", "num_trian=3"])
     with pytest.raises(ValueError, match="empty"):
         evaluate_keypoint_results(tmp_path / "missing.json", [])

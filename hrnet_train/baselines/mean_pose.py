@@ -8,7 +8,7 @@ Each labelled keypoint (v > 0) of a training person is normalised to its box,
 ``((x - box_x) / box_w, (y - box_y) / box_h)``; the per-joint mean of those is placed into every
 validation ground-truth box (all with score 1.0) and scored with COCO keypoint OKS AP.
 
-CLI: ``python -m hrnet_train.baselines.mean_pose TRAIN_JSON VAL_JSON``.
+CLI: ``python -m hrnet_train.baselines.mean_pose train_ann=TRAIN_JSON val_ann=VAL_JSON``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Sequence
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from hrnet_train.cli_args import CommandLine, Option, UsageError, run_tool
 
 # The order of COCOeval.stats for iouType="keypoints".
 KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -87,14 +89,25 @@ def evaluate_keypoint_results(gt: COCO | Path | str, results: list[dict]) -> dic
     return {name: float(value) for name, value in zip(KEYPOINT_STAT_NAMES, evaluator.stats)}
 
 
+COMMAND_LINE = CommandLine(
+    prog="python -m hrnet_train.baselines.mean_pose",
+    summary="The no-learning baseline: the training set's mean pose in every val GT box, scored with COCO OKS AP.",
+    options=(Option("train_ann", "training COCO keypoint file", required=True),
+             Option("val_ann", "validation COCO keypoint file", required=True)),
+    examples=("python -m hrnet_train.baselines.mean_pose train_ann=data/synthetic/annotations/person_keypoints_train.json "
+              "val_ann=data/synthetic/annotations/person_keypoints_val.json",),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 2:
-        raise SystemExit("usage: python -m hrnet_train.baselines.mean_pose TRAIN_JSON VAL_JSON")
-    train_ann, val_ann = args
-    stats = evaluate_keypoint_results(val_ann, mean_pose_baseline(train_ann, val_ann))
+    args = COMMAND_LINE.parse(sys.argv[1:] if argv is None else argv)
+    try:
+        results = mean_pose_baseline(args["train_ann"], args["val_ann"])
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    stats = evaluate_keypoint_results(args["val_ann"], results)
     print("mean-pose baseline: " + "  ".join(f"{name} {value:.3f}" for name, value in stats.items()))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(COMMAND_LINE.prog, main))

@@ -31,7 +31,8 @@ import numpy as np
 from hrnet_train.data.coco import InstanceRecord, gt_records, load_coco
 from hrnet_train.image_io import read_image
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
-from hrnet_train.data.lspet import convert_lspet, parse_key_values
+from hrnet_train.cli_args import CommandLine, Option, UsageError, run_tool
+from hrnet_train.data.lspet import convert_lspet
 from hrnet_train.geometry import affine_points, get_affine_transform
 from hrnet_train.decoding.rescoring import rescore
 from hrnet_train.evaluation.report_writer import ReportSettings, write_report
@@ -222,18 +223,36 @@ def run_baseline(
                         pck_predictions=predictions.by_annotation, extra=extra)
 
 
+COMMAND_LINE = CommandLine(
+    prog="python -m hrnet_train.baselines.mediapipe",
+    summary="MediaPipe BlazePose (PoseLandmarker) on GT boxes, scored and reported like evaluate.py "
+            "(needs the mediapipe venv: make mediapipe-venv).",
+    options=(
+        Option("data", "coco_mini | coco_tiny | lspet (shared data), or custom with ann_file/img_dir", str, "coco_mini"),
+        Option("ann_file", "COCO keypoint annotation file (custom data)"),
+        Option("img_dir", "its image folder (custom data)"),
+        Option("keypoints", "keypoint set (custom data)"),
+        Option("output_dir", "report folder (default outputs/mediapipe_baseline/<data>)"),
+        Option("model_asset", "PoseLandmarker .task file (default: the shared data's)"),
+        Option("crop_size", "square crop side fed to MediaPipe", int),
+        Option("min_detection_confidence", "MediaPipe detection threshold", float),
+        Option("min_presence_confidence", "MediaPipe presence threshold", float),
+        Option("gallery_size", "worst persons in the gallery", int),
+    ),
+    examples=(".venv-mediapipe/bin/python -m hrnet_train.baselines.mediapipe data=lspet",),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_key_values(
-        sys.argv[1:] if argv is None else argv,
-        {"data": str, "ann_file": str, "img_dir": str, "keypoints": str, "output_dir": str, "model_asset": str,
-         "crop_size": int, "min_detection_confidence": float, "min_presence_confidence": float,
-         "gallery_size": int},
-    )
-    name = str(args.pop("data", "coco_mini"))
-    ann_file, img_dir, keypoints = dataset_paths(name, args.pop("ann_file", None), args.pop("img_dir", None), args.pop("keypoints", None))  # type: ignore[arg-type]
+    args = {k: v for k, v in COMMAND_LINE.parse(sys.argv[1:] if argv is None else argv).items() if v is not None}
+    name = str(args.pop("data"))
+    try:
+        ann_file, img_dir, keypoints = dataset_paths(name, args.pop("ann_file", None), args.pop("img_dir", None), args.pop("keypoints", None))
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
     output_dir = args.pop("output_dir", f"outputs/mediapipe_baseline/{name}")
-    run_baseline(ann_file, img_dir, keypoints, output_dir, **args)  # type: ignore[arg-type]
+    run_baseline(ann_file, img_dir, keypoints, output_dir, **args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(COMMAND_LINE.prog, main))

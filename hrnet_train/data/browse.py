@@ -1,12 +1,12 @@
 """Dataset browser: a PNG grid of augmented training crops with keypoints, skeleton and target heatmaps.
 
-    python -m hrnet_train.data.browse ann_file=ANN.json img_dir=IMAGES keypoints=coco17 out=grid.png \\
-        n=16 seed=0 [input_size=256x192] [codec=legacy] [train=true] [licenses=1,2,4,5] [credits=FILE]
+    python -m hrnet_train.data.browse ann_file=ANN.json img_dir=IMAGES keypoints=coco17 output_dir=docs/images \\
+        name=browse n=16 seed=0 [input_size=256x192] [codec=legacy] [train=true] [licenses=1,2,4,5]
 
 Looking at what the network is fed is the quickest check of a new dataset, keypoint set or augmentation
 setting (flip pairs, half-body halves, heatmap placement). ``licenses`` keeps only images whose COCO
 ``license`` id is listed (e.g. to publish a picture), and a credits file lists each image shown with its
-Flickr URL and licence (default: ``out`` with suffix ``.credits.txt``).
+Flickr URL and licence (``<output_dir>/<name>.credits.txt``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, run_tool
 from hrnet_train.codecs import create_codec
 from hrnet_train.data.augment import AugmentConfig
 from hrnet_train.data.coco import TopDownCocoDataset
 from hrnet_train.drawing import draw_skeleton
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.normalization import denormalize
-from hrnet_train.data.lspet import parse_key_values
 from hrnet_train.sizes import InputSize
 
 HEATMAP_ALPHA = 0.45
@@ -59,16 +59,16 @@ def browse(
     ann_file: str | Path,
     img_dir: str | Path,
     keypoints: str | KeypointSet = "coco17",
-    out: str | Path = "grid.png",
+    output_dir: str | Path = ".",
+    name: str = "browse",
     n: int = 16,
     seed: int = 0,
     input_size: str = "256x192",
     codec: str = "legacy",
     train: bool = True,
     licenses: frozenset[int] | None = None,
-    credits: str | Path | None = None,
 ) -> tuple[Path, Path]:
-    """Write the grid PNG and its credits file; returns their paths."""
+    """Write ``<output_dir>/<name>.png`` and its credits file ``<name>.credits.txt``; returns their paths."""
     keypoint_set = load_keypoint_set(keypoints)
     size = InputSize.parse(input_size)
     dataset = TopDownCocoDataset(
@@ -89,11 +89,11 @@ def browse(
     for k, tile in enumerate(tiles):
         r, c = divmod(k, columns)
         grid[r * height : (r + 1) * height, c * width : (c + 1) * width] = tile
-    out = Path(out)
+    out = Path(output_dir) / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), grid[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"could not write {out}")
-    credits_path = Path(credits) if credits is not None else out.with_suffix(".credits.txt")
+    credits_path = out.with_suffix(".credits.txt")
     credits_path.write_text(_credits(dataset, [int(i) for i in chosen], ann_file))
     return out, credits_path
 
@@ -112,18 +112,35 @@ def _credits(dataset: TopDownCocoDataset, chosen: list[int], ann_file: str | Pat
     return "\n".join(lines) + "\n"
 
 
+COMMAND_LINE = CommandLine(
+    prog="python -m hrnet_train.data.browse",
+    summary="A PNG grid of augmented training crops with keypoints, skeleton and target heatmaps, plus a credits file.",
+    options=(
+        Option("ann_file", "COCO keypoint annotation file", required=True),
+        Option("img_dir", "its image folder", required=True),
+        Option("keypoints", "keypoint set", str, "coco17"),
+        Option("output_dir", "where <name>.png and <name>.credits.txt go", str, "."),
+        Option("name", "file name without suffix", str, "browse"),
+        Option("n", "tiles", int, "16"),
+        Option("seed", "which instances and augmentations", int, "0"),
+        Option("input_size", "crop size HxW", str, "256x192"),
+        Option("codec", "target codec", str, "legacy"),
+        Option("train", "apply training augmentation", lambda v: parse_bool(v, "train"), "true"),
+        Option("licenses", "only images with these COCO licence ids, e.g. 1,2,4,5", parse_licenses),
+    ),
+    examples=("python -m hrnet_train.data.browse ann_file=../shared/data/coco_mini/annotations/person_keypoints_val2017_mini.json "
+              "img_dir=../shared/data/coco_mini/images/val2017 licenses=1,2,4,5 output_dir=docs/images name=browse_coco_mini",),
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    allowed = {
-        "ann_file": str, "img_dir": str, "keypoints": str, "out": str, "n": int, "seed": int,
-        "input_size": str, "codec": str, "train": lambda v: v.lower() in ("1", "true", "yes"),
-        "licenses": parse_licenses, "credits": str,
-    }
-    args = parse_key_values(sys.argv[1:] if argv is None else argv, allowed)  # type: ignore[arg-type]
-    if "ann_file" not in args or "img_dir" not in args:
-        raise SystemExit("usage: python -m hrnet_train.data.browse ann_file=... img_dir=... [keypoints=coco17 out=grid.png n=16 seed=0]")
-    out, credits_path = browse(**args)  # type: ignore[arg-type]
+    args = COMMAND_LINE.parse(sys.argv[1:] if argv is None else argv)
+    try:
+        out, credits_path = browse(**args)
+    except (FileNotFoundError, ValueError) as error:  # a missing file, an unknown set or codec, an empty filter
+        raise UsageError(str(error)) from None
     print(f"wrote {out} and {credits_path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(COMMAND_LINE.prog, main))

@@ -1,6 +1,6 @@
 """Convert Leeds Sports Pose Extended (LSPET, Johnson & Everingham CVPR 2011) to COCO keypoint format.
 
-``python -m hrnet_train.data.lspet src=../shared/data/lspet out=data/lspet_coco [train_last=8500]
+``python -m hrnet_train.data.lspet src=../shared/data/lspet output_dir=data/lspet_coco [train_last=8500]
 [val_last=9000] [min_labelled=2]`` writes ``out/annotations/person_keypoints_{train,val}.json``; the
 images stay where they are (``file_name`` is the bare name, use ``img_dir=src/images``).
 
@@ -36,6 +36,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from hrnet_train.cli_args import CommandLine, Option, UsageError, run_tool
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 
 AREA_PER_BOX_AREA = 0.53
@@ -192,28 +193,29 @@ def ensure_lspet_dataset(src: str | Path, out: str | Path, train_last: int = 850
     return out
 
 
-def parse_key_values(argv: list[str], allowed: dict[str, type]) -> dict[str, object]:
-    """Parse ``key=value`` command-line arguments (Hydra-style) against ``allowed`` names and types."""
-    values: dict[str, object] = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in allowed:
-            raise SystemExit(f"unexpected argument {arg!r}; expected key=value with key in {sorted(allowed)}")
-        try:
-            values[key] = allowed[key](value)
-        except ValueError:
-            raise SystemExit(f"argument {key}: cannot read {value!r} as {allowed[key].__name__}") from None
-    return values
+COMMAND_LINE = CommandLine(
+    prog="python -m hrnet_train.data.lspet",
+    summary="Convert LSPET (joints.mat + images/) to COCO keypoint files output_dir/annotations/"
+            "person_keypoints_{train,val}.json; the images stay where they are.",
+    options=(
+        Option("src", "the LSPET folder (joints.mat, images/)", required=True),
+        Option("output_dir", "where annotations/ is written", required=True),
+        Option("train_last", "last image number of the train split", int, "8500"),
+        Option("val_last", "last image number of the val split", int, "9000"),
+        Option("min_labelled", "persons with fewer labelled joints are dropped", int, "2"),
+        Option("keypoints", "keypoint set", str, "lspet14"),
+    ),
+    examples=("python -m hrnet_train.data.lspet src=../shared/data/lspet output_dir=data/lspet_coco",),
+)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_key_values(
-        sys.argv[1:] if argv is None else argv,
-        {"src": str, "out": str, "train_last": int, "val_last": int, "min_labelled": int, "keypoints": str},
-    )
-    if "src" not in args or "out" not in args:
-        raise SystemExit("usage: python -m hrnet_train.data.lspet src=PATH/lspet out=data/lspet_coco [train_last=8500 val_last=9000]")
-    summary = convert_lspet(**args)  # type: ignore[arg-type]
+    args = COMMAND_LINE.parse(sys.argv[1:] if argv is None else argv)
+    out = args.pop("output_dir")
+    try:
+        summary = convert_lspet(out=out, **args)
+    except (FileNotFoundError, ValueError) as error:  # a wrong source folder or split numbers
+        raise UsageError(str(error)) from None
     for split in SPLITS:
         print(
             f"{split}: {summary.images[split]} images, {summary.annotations[split]} persons, "
@@ -224,4 +226,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(COMMAND_LINE.prog, main))

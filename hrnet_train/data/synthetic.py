@@ -22,8 +22,8 @@ clipped to the image; ``area`` is the pixel count of that figure's silhouette in
 Every image is generated from its own ``numpy`` Generator seeded with ``(seed, split, index)``,
 so the output is byte-identical for the same parameters and images can be generated in parallel.
 
-CLI: ``python -m hrnet_train.data.synthetic out=data/synthetic num_train=2000 num_val=200
-seed=0 image_size=256x256 workers=1``.
+CLI: ``python -m hrnet_train.data.synthetic output_dir=data/synthetic num_train=2000 num_val=200
+seed=0 image_size=256x256 workers=1`` (``--help`` lists the options).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, run_tool
 from hrnet_train.paths import data_dir
 from hrnet_train.sizes import InputSize
 
@@ -749,36 +750,36 @@ def ensure_synthetic_dataset(root: Path | str | None = None, num_train: int = 20
     return root
 
 
-def _parse_argv(argv: Sequence[str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise ValueError(f"synthetic CLI: expected key=value arguments, got {arg!r}")
-        options[key.strip()] = value.strip()
-    return options
+COMMAND_LINE = CommandLine(
+    prog="python -m hrnet_train.data.synthetic",
+    summary="Generate the synthetic people dataset (COCO keypoint JSON + JPEGs), byte-identical for the same options.",
+    options=(
+        Option("output_dir", "dataset folder (default: the data dir's synthetic/)"),
+        Option("num_train", "train images", int, "2000"),
+        Option("num_val", "val images", int, "200"),
+        Option("seed", "generator seed", int, "0"),
+        Option("image_size", "HxW", lambda v: InputSize.parse(v, "image_size"), "256x256"),
+        Option("min_person_height", "smallest figure in pixels", float, str(DEFAULT_MIN_PERSON_HEIGHT)),
+        Option("workers", "generator processes", int, "1"),
+        Option("force", "regenerate even when up to date", lambda v: parse_bool(v, "force"), "false"),
+    ),
+    examples=("python -m hrnet_train.data.synthetic output_dir=data/synthetic num_train=2000 num_val=200 workers=2",),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m hrnet_train.data.synthetic out=... num_train=... num_val=... seed=... image_size=HxW
-    workers=N force=true|false``."""
-    options = _parse_argv(sys.argv[1:] if argv is None else argv)
-    allowed = {"out", "num_train", "num_val", "seed", "image_size", "min_person_height", "workers", "force"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ValueError(f"synthetic CLI: unknown option(s) {unknown}; allowed: {sorted(allowed)}")
-    root = Path(options.get("out", data_dir() / "synthetic"))
-    config = SyntheticConfig(
-        num_train=int(options.get("num_train", 2000)), num_val=int(options.get("num_val", 200)),
-        seed=int(options.get("seed", 0)),
-        image_size=InputSize.parse(options.get("image_size", "256x256"), field="synthetic image_size"),
-        min_person_height=float(options.get("min_person_height", DEFAULT_MIN_PERSON_HEIGHT)),
-    )
-    workers = int(options.get("workers", 1))
-    force = options.get("force", "false").lower() in ("1", "true", "yes")
+    args = COMMAND_LINE.parse(sys.argv[1:] if argv is None else argv)
+    root = Path(args["output_dir"] or data_dir() / "synthetic")
+    try:
+        config = SyntheticConfig(
+            num_train=args["num_train"], num_val=args["num_val"], seed=args["seed"], image_size=args["image_size"],
+            min_person_height=args["min_person_height"],
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     start = time.perf_counter()
-    if force or not _is_complete(root, config):
-        generate_dataset(root, config, workers)
+    if args["force"] or not _is_complete(root, config):
+        generate_dataset(root, config, args["workers"])
         print(f"synthetic: wrote {config.num_train} train + {config.num_val} val images to {root} "
               f"in {time.perf_counter() - start:.1f} s")
     else:
@@ -786,4 +787,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(COMMAND_LINE.prog, main))

@@ -110,6 +110,8 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
     """Everything ``evaluate.py`` does; returns metrics.json's content (None on DDP ranks other than 0)."""
     out_dir = Path(config.output_dir).expanduser()
     settings = config.eval
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
     report = ReportSettings(
         format_only=config.format_only, box_source=settings.boxes, gallery_size=config.gallery_size,
         pck=config.pck, pck_alpha=config.pck_alpha,

@@ -139,8 +139,10 @@ class PoseEstimator:
         OpenCV reads, or 'rgb'); paths are read from disk. ``boxes``: for one image an (N, 4|5) xywh(+score)
         array, for a list one such array per image. Or a ``detector`` (see detectors.py); neither means
         one box covering each whole image. Each person dict has ``keypoints`` (J, 3) [x, y, score] in
-        image pixels, ``box`` (5,) [x, y, w, h, score], ``score`` (box score x mean keypoint score above
-        ``in_vis_thre``, the reference rescoring) and, with ``return_heatmaps``, ``heatmaps`` (C*J, h, w).
+        image pixels, ``keypoint_names`` (J names, the order of ``keypoints``), ``box`` (5,) [x, y, w, h,
+        score] (xywh in image pixels and the detector's box score, 1 for given 4-value boxes), ``score``
+        (box score x mean keypoint score above ``in_vis_thre``, the reference rescoring) and, with
+        ``return_heatmaps``, ``heatmaps`` (C*J, h, w).
         """
         if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order: expected one of {list(CHANNEL_ORDERS)}, got {channel_order!r}")
@@ -168,6 +170,7 @@ class PoseEstimator:
         for row, crop in enumerate(crops):
             person = {
                 "keypoints": np.concatenate([points[row], maxvals[row, :, None].astype(np.float64)], axis=1),
+                "keypoint_names": self.keypoints.names,
                 "box": crop.box.copy(),
                 "score": float(scores[row]),
             }

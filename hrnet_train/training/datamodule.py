@@ -61,8 +61,12 @@ def file_sha256(path: str | Path, length: int = 12) -> str:
 class PoseDataModule(pl.LightningDataModule):
     """Builds the train/val TopDownCocoDatasets from the validated data and eval config sections."""
 
-    def __init__(self, data: DataConfig, evaluation: EvalConfig, keypoints: KeypointSet, codec: HeatmapCodec, seed: int) -> None:
+    def __init__(
+        self, data: DataConfig, evaluation: EvalConfig, keypoints: KeypointSet, codec: HeatmapCodec, seed: int,
+        uses_gpu: bool = False,
+    ) -> None:
         super().__init__()
+        self.uses_gpu = uses_gpu
         self.data = data
         self.evaluation = evaluation
         self.keypoints = keypoints
@@ -144,14 +148,14 @@ class PoseDataModule(pl.LightningDataModule):
     def _loader(
         self, dataset: TopDownCocoDataset, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool
     ) -> DataLoader:
-        workers = self.data.num_workers
+        workers = self.data.loader_workers()
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             shuffle=False,
             num_workers=workers,
-            pin_memory=self.data.pin_memory,
+            pin_memory=self.data.pin_memory_for(self.uses_gpu),
             drop_last=drop_last,
             worker_init_fn=seed_worker if workers > 0 else None,
             persistent_workers=persistent and workers > 0,

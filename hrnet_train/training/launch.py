@@ -83,8 +83,13 @@ def check_launch(trainer: TrainerConfig, multirun: bool, environ: Mapping[str, s
 
 
 def config_digest(resolved: Mapping[str, Any]) -> str:
-    """sha256 of the resolved config as canonical JSON (key order does not matter)."""
-    canonical = json.dumps(resolved, sort_keys=True, default=str, separators=(",", ":"))
+    """sha256 of the resolved config as canonical JSON (key order does not matter).
+
+    ``output_dir`` is left out: it is only the default run dir (a timestamp each process computes for
+    itself); the dir the ranks actually share is ``run_dir``, which is hashed.
+    """
+    compared = {key: value for key, value in resolved.items() if key != "output_dir"}
+    canonical = json.dumps(compared, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import TrainConfig
 from hrnet_train.keypoints import KeypointSet
+from hrnet_train.plain import to_plain
 from hrnet_train.evaluation.coco_metric import format_stats_table
 from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics
 from hrnet_train.training.ema import ModelEMA
@@ -126,11 +127,15 @@ class PoseLightningModule(pl.LightningModule):
             gt_box_poses = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
         stats = pose_metrics(dataset.coco, self.validation.results(instances), self.keypoints, gt_box_poses)
         self.last_stats = stats
-        self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True)
-        self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True)
+        # The re-evaluation of the best checkpoint after fit (trainer.validate) is not an epoch: its numbers
+        # reach callback_metrics (the runner's report) but not the logger's curves, and its table says so.
+        final = self.trainer.state.fn == "validate"
+        self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True, logger=not final)
+        self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True, logger=not final)
         box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
-        self.last_table = format_stats_table({f"epoch {self.current_epoch}": stats}, box_source)
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+        label = "best checkpoint" if final else f"epoch {self.current_epoch}"
+        self.last_table = format_stats_table({label: stats}, box_source)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking and not final:
             self.print(self.last_table)
             self._log_to_tensorboard()
 
@@ -155,13 +160,4 @@ class PoseLightningModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning stores an AttributeDict; a plain dict keeps the file loadable with weights_only=True.
-        checkpoint["hyper_parameters"] = _plain(dict(self.hparams))
-
-
-def _plain(value: Any) -> Any:
-    """Deep copy into builtin containers (dict/list) that torch's weights_only unpickler accepts."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+        checkpoint["hyper_parameters"] = to_plain(dict(self.hparams))

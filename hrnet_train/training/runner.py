@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import yaml
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -28,7 +28,13 @@ from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
 from hrnet_train.models import create_model
 from hrnet_train.sizes import InputSize
-from hrnet_train.training.callbacks import DatasetEpochSeeder, ThroughputMonitor
+from hrnet_train.training.callbacks import (
+    DatasetEpochSeeder,
+    LoggingCadence,
+    StderrProgressBar,
+    ThroughputMonitor,
+    TrainingClock,
+)
 from hrnet_train.training.checkpointing import (
     CHECKPOINT_SUBDIR,
     LAST_CHECKPOINT,
@@ -71,18 +77,21 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     codec_options = dict(config.codec)
     codec = create_codec(codec_options.pop("name"), input_size, **codec_options)
     model = create_model(config.model, num_joints=keypoints.num_joints)
-    datamodule = PoseDataModule(data, config.eval, keypoints, codec, config.seed)
+    datamodule = PoseDataModule(data, config.eval, keypoints, codec, config.seed, uses_gpu=config.trainer.uses_gpu)
     module = PoseLightningModule(model, config, keypoints, codec, checkpoint_hparams(resolved, input_size, keypoints.num_joints))
 
     checkpoint = _best_checkpoint(config, run_dir)
+    clock = TrainingClock()
     callbacks: list[pl.Callback] = [
         checkpoint,
         *([_last_checkpoint(run_dir)] if config.callbacks.checkpoint.save_last else []),
         ThroughputMonitor(),
         DatasetEpochSeeder(),
+        clock,
+        LoggingCadence(),
     ]
-    if config.trainer.enable_progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=config.trainer.progress_refresh_rate))
+    if config.trainer.progress_bar:
+        callbacks.append(StderrProgressBar(refresh_rate=config.trainer.progress_refresh_rate))
     if config.callbacks.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(config.callbacks.checkpoint.monitor, patience=config.callbacks.early_stopping_patience, mode=config.callbacks.checkpoint.mode))
     callbacks.extend(extra_callbacks or [])
@@ -101,6 +110,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     stats = dict(module.last_stats) or {name: float(trainer.callback_metrics[f"val/{name}"]) for name in STAT_NAMES}
     complexity = complexity_report(module.evaluated_model, input_size)
     report = {
+        "task": "pose",
         "experiment": config.experiment_name,
         "run_dir": str(run_dir),
         "best_checkpoint": best,
@@ -113,6 +123,8 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         "complexity": complexity,
         "epochs": _epochs_trained(trainer, run_dir),
         "fit_seconds": fit_seconds,
+        # All segments of a resumed run (ddp_spawn trains in children: this process's fit time then).
+        "train_seconds_total": clock.total_seconds or fit_seconds,
         "wall_seconds": time.perf_counter() - start,
     }
     if isinstance(logger, TensorBoardLogger):
@@ -199,7 +211,7 @@ def _build_trainer(config: TrainConfig, run_dir: Path, logger: Logger, callbacks
         num_sanity_val_steps=t.num_sanity_val_steps,
         # SyncBatchNorm raises on CPU tensors (stack.md): only on GPUs.
         sync_batchnorm=t.uses_gpu and t.devices * t.num_nodes > 1,
-        enable_progress_bar=t.enable_progress_bar,
+        enable_progress_bar=t.progress_bar,
         logger=logger,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
@@ -227,7 +239,7 @@ def _print_banner(config: TrainConfig, module: PoseLightningModule, trainer: pl.
         f"  codec {config.codec.get('name')} (sigma {config.codec.get('sigma')})  keypoints {config.keypoints.get('name')}",
         f"devices        : {trainer.world_size} x {config.trainer.accelerator} ({trainer.num_devices} per node, {trainer.num_nodes} node(s))"
         f"  precision {config.trainer.lightning_precision}  channels_last {config.trainer.channels_last}"
-        f"  torch threads {torch.get_num_threads()}  data workers {config.data.num_workers}",
+        f"  torch threads {torch.get_num_threads()}  data workers {config.data.loader_workers()}",
         f"global batch   : {global_batch} = {config.data.batch_size} per device x {trainer.world_size} x {trainer.accumulate_grad_batches} accumulation",
         f"learning rate  : {scaled:.6g} = {opt.lr:g} x {global_batch}/{opt.base_batch_size}" if opt.scale_lr
         else f"learning rate  : {scaled:.6g} (linear scaling off)",

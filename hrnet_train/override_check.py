@@ -1,0 +1,112 @@
+"""Catch a mistyped command-line key before Hydra does, and say what was meant.
+
+Hydra answers ``trainer.max_epoch=5`` with "Could not override ... To append to your config use
++trainer.max_epoch=5" -- the wrong fix: the key exists as ``max_epochs``. Here the overrides are
+parsed with Hydra's own grammar, the config is composed with the given group choices (the first value
+of a sweep), and every plain ``key=value`` whose key does not exist raises ConfigError with the
+closest known key ("did you mean 'trainer.max_epochs'?"); a group option that does not exist gets the
+closest option of that group. Keys added with ``+``/``++``, deletions (``~``) and ``hydra.*`` are left
+to Hydra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hrnet_train.cli_args import did_you_mean
+from hrnet_train.config_schema import ConfigError
+from hrnet_train.paths import config_dir
+
+# Hydra's own command-line flags that take a value (the value is not an override).
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--experimental-rerun"}
+_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
+
+
+def override_arguments(argv: Sequence[str]) -> list[str] | None:
+    """The override tokens of a command line (flags dropped); None when Hydra only prints something."""
+    tokens: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in _INFO_FLAGS or arg.startswith("--cfg") or arg in ("-c",):
+            return None
+        if arg in _VALUE_FLAGS:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        tokens.append(arg)
+    return tokens
+
+
+def _group_options(group: str) -> list[str] | None:
+    folder = config_dir() / group
+    if not folder.is_dir():
+        return None
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _known_keys(node: Any, prefix: str = "") -> Iterable[str]:
+    from omegaconf import DictConfig
+
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            yield path
+            try:
+                child = node._get_node(key)
+            except Exception:  # noqa: BLE001 - an interpolation or missing value: the key itself is known
+                continue
+            yield from _known_keys(child, path + ".")
+
+
+def check_overrides(config_name: str, argv: Sequence[str]) -> None:
+    """Raise ConfigError naming the first unknown key or group option of ``argv`` (see module docstring)."""
+    tokens = override_arguments(argv)
+    if not tokens:
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(tokens)
+    except HydraException:
+        return  # a syntax error: Hydra's own message says where
+    group_choices: list[str] = []
+    plain: list[str] = []
+    for override in overrides:
+        key = override.key_or_group
+        if key.startswith("hydra") or override.type != OverrideType.CHANGE or override.package is not None:
+            continue
+        options = _group_options(key)
+        if options is None:
+            plain.append(key)
+            continue
+        values = [str(v) for v in override.sweep_iterator()] if override.is_sweep_override() else [str(override.value())]
+        for value in values:
+            if value not in options and value != "null":
+                raise ConfigError(f"{key}={value}: no such option in conf/{key}{did_you_mean(value, options)}; "
+                                  f"options: {', '.join(options)}")
+        group_choices.append(f"{key}={values[0]}")
+    if not plain:
+        return
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir())), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=group_choices)
+    except HydraException:
+        return  # the groups themselves do not compose: Hydra's message explains it
+    known = set(_known_keys(cfg))
+    groups = [p.name for p in config_dir().iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    for key in plain:
+        if key not in known:
+            hint = did_you_mean(key, sorted(known | set(groups)))
+            raise ConfigError(
+                f"{key}: no such key{hint or ' (to add a new key on purpose, write +' + key + '=...)'}"
+            )
