@@ -18,12 +18,24 @@ HRNet-W32 28.5M, 7.12 [7.1] at 256x192, 16.02 [16.0] at 384x288; HRNet-W48 63.6M
 8.9/12.4/15.7: two truncated, one rounded] and 20.23/27.85/35.47 at 384x288 [README 20.0/27.9/35.3,
 which are the 256x192 values x 2.25 rather than a count at 384x288].
 
+HRNetV2 (face/seg spec A.5, B.4; true GMACs, paper GMACs in brackets): hrnet_w18_face 9,662,528
+params and 4.69 [4.37] at 256x256 with 98 landmarks (68: 4.66, 29: 4.62, 19: 4.61); the face
+README's "9.3M / 4.3 GFLOPs" is not reproduced by any count (4.3 is the paper figure truncated at
+best; 9.66M parameters are 9.21 Mi). Segmentation at 1024x2048, 19 classes: hrnet_w48_seg 747.5
+[696.2, the seg README's "GFLOPs" 696.2], hrnet_w18_small_v1_seg 33.4 [31.1, README 31.1],
+hrnet_w18_small_v2_seg 76.9 [71.6, README 71.6], hrnet_w18_seg 147.4 [137.3] -- so the seg
+README uses the pose README's convention, which is ``paper_gmacs`` here.
+
 CLI (``key=value`` arguments)::
 
     python -m hrnet_train.complexity model=hrnet_w32 input_size=256x192
     python -m hrnet_train.complexity --all                 # every variant at 256x192 and 384x288
     python -m hrnet_train.complexity model=hrnet_tiny latency=true batch_sizes=1,8
     python -m hrnet_train.complexity model=hrnet_w32 head=v2 spec.stage3.num_modules=2
+    python -m hrnet_train.complexity model=hrnet_w18_face input_size=256x256 num_joints=68
+    python -m hrnet_train.complexity model=hrnet_w48_seg input_size=1024x2048 num_classes=19
+
+``head``, ``num_joints`` and ``num_classes`` default to the variant's own (create_model's rules).
 """
 
 from __future__ import annotations
@@ -134,20 +146,22 @@ def measure_latency(
 def complexity_table(
     names: Iterable[str],
     input_sizes: Iterable[tuple[int, int]] = DEFAULT_INPUT_SIZES,
-    head: str = "v1",
+    head: str | None = None,
     spec_overrides: dict[str, Any] | None = None,
+    num_joints: int | None = None,
+    num_classes: int | None = None,
     latency_batch_sizes: Sequence[int] = (),
     warmup: int = 2,
     repeats: int = 5,
 ) -> str:
     """Markdown table, one row per (model, input size). Counting happens on the meta device;
-    a real model is built only when latency columns are requested."""
+    a real model is built only when latency columns are requested. ``None`` arguments: the variant's."""
     sizes = list(input_sizes)
     header = ["model", "input", "params (M)", "paper GMACs (conv, /2^30)", "true GMACs (1e9)", "GFLOPs (2xMAC)"]
     header += [f"CPU ms b{b}" for b in latency_batch_sizes]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
-        kwargs: dict[str, Any] = {"head": head} if head != "v1" else {}
+        kwargs: dict[str, Any] = {"head": head, "num_joints": num_joints, "num_classes": num_classes}
         if spec_overrides:
             kwargs["spec"] = spec_overrides
         with torch.device("meta"):
@@ -179,6 +193,13 @@ def _parse_bool(value: str, field: str) -> bool:
     raise ValueError(f"{field}: expected true or false, got {value!r}")
 
 
+def _parse_int(value: str, field: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{field}: expected an integer, got {value!r}") from None
+
+
 def _parse_scalar(value: str) -> Any:
     """CLI value for a spec override: int, list of ints ``[2,2]`` / ``2,2``, or a string."""
     text = value.strip().strip("[]")
@@ -191,7 +212,7 @@ def _parse_scalar(value: str) -> Any:
 
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     """``key=value`` arguments (see the module docstring) -> options for :func:`complexity_table`."""
-    options: dict[str, Any] = {"names": None, "input_sizes": None, "head": "v1", "spec_overrides": {}}
+    options: dict[str, Any] = {"names": None, "input_sizes": None, "head": None, "spec_overrides": {}}
     latency = False
     batch_sizes: list[int] = [1, 32]
     for arg in argv:
@@ -214,8 +235,8 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             latency = _parse_bool(value, "latency")
         elif key == "batch_sizes":
             batch_sizes = [int(b) for b in value.split(",")]
-        elif key in ("warmup", "repeats"):
-            options[key] = int(value)
+        elif key in ("warmup", "repeats", "num_joints", "num_classes"):
+            options[key] = _parse_int(value, key)
         elif key.startswith("spec."):
             node = options["spec_overrides"]
             *parents, leaf = key.split(".")[1:]
@@ -224,7 +245,8 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             node[leaf] = _parse_scalar(value)
         else:
             raise ValueError(
-                f"argument {key!r}: unknown (expected model, input_size, head, latency, batch_sizes, warmup, repeats, spec.*)"
+                f"argument {key!r}: unknown (expected model, input_size, head, num_joints, num_classes, latency, "
+                "batch_sizes, warmup, repeats, spec.*)"
             )
     if options["names"] is None:
         raise ValueError("model: give model=<name>, model=all or --all (registered: " + ", ".join(list_models()) + ")")
