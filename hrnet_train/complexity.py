@@ -18,13 +18,25 @@ HRNet-W32 28.5M, 7.12 [7.1] at 256x192, 16.02 [16.0] at 384x288; HRNet-W48 63.6M
 8.9/12.4/15.7: two truncated, one rounded] and 20.23/27.85/35.47 at 384x288 [README 20.0/27.9/35.3,
 which are the 256x192 values x 2.25 rather than a count at 384x288].
 
+HRNetV2 (face/seg spec A.5, B.4; true GMACs, paper GMACs in brackets): hrnet_w18_face 9,662,528
+params and 4.69 [4.37] at 256x256 with 98 landmarks (68: 4.66, 29: 4.62, 19: 4.61); the face
+README's "9.3M / 4.3 GFLOPs" is not reproduced by any count (4.3 is the paper figure truncated at
+best; 9.66M parameters are 9.21 Mi). Segmentation at 1024x2048, 19 classes: hrnet_w48_seg 747.5
+[696.2, the seg README's "GFLOPs" 696.2], hrnet_w18_small_v1_seg 33.4 [31.1, README 31.1],
+hrnet_w18_small_v2_seg 76.9 [71.6, README 71.6], hrnet_w18_seg 147.4 [137.3] -- so the seg
+README uses the pose README's convention, which is ``paper_gmacs`` here.
+
 CLI (``key=value`` arguments)::
 
     python -m hrnet_train.complexity model=hrnet_w32 input_size=256x192
     python -m hrnet_train.complexity --all                 # every variant at 256x192 and 384x288
     python -m hrnet_train.complexity model=hrnet_tiny latency=true batch_sizes=1,8
     python -m hrnet_train.complexity model=hrnet_w32 head=v2 spec.stage3.num_modules=2
+    python -m hrnet_train.complexity model=hrnet_w18_face input_size=256x256 num_joints=68
+    python -m hrnet_train.complexity model=hrnet_w48_seg input_size=1024x2048 num_classes=19
     python -m hrnet_train.complexity ckpt=models/lspet_cpu/lspet_cpu.ckpt   # a checkpoint's own network
+
+``head``, ``num_joints`` and ``num_classes`` default to the variant's own (create_model's rules).
 """
 
 from __future__ import annotations
@@ -136,15 +148,17 @@ def measure_latency(
 def complexity_table(
     names: Iterable[str],
     input_sizes: Iterable[tuple[int, int]] = DEFAULT_INPUT_SIZES,
-    head: str = "v1",
+    head: str | None = None,
     spec_overrides: dict[str, Any] | None = None,
+    num_joints: int | None = None,
+    num_classes: int | None = None,
     latency_batch_sizes: Sequence[int] = (),
     warmup: int = 2,
     repeats: int = 5,
 ) -> str:
     """Markdown table, one row per (model, input size). Counting happens on the meta device;
-    a real model is built only when latency columns are requested."""
-    kwargs: dict[str, Any] = {"head": head} if head != "v1" else {}
+    a real model is built only when latency columns are requested. ``None`` arguments: the variant's."""
+    kwargs: dict[str, Any] = {"head": head, "num_joints": num_joints, "num_classes": num_classes}
     if spec_overrides:
         kwargs["spec"] = spec_overrides
     models = []
@@ -195,7 +209,9 @@ COMMAND_LINE = CommandLine(
         Option("ckpt", "a train.py checkpoint: its network at its input size"),
         Option("input_size", "HxW size(s), comma-separated", lambda v: [InputSize.parse(s) for s in v.split(",")],
                "256x192,384x288"),
-        Option("head", "head of the registered models", str, "v1"),
+        Option("head", "head of the registered models (default: each variant's own)"),
+        Option("num_joints", "keypoint heads: output joints (default: the variant's)", int),
+        Option("num_classes", "segmentation heads: classes (default: the variant's)", int),
         Option("latency", "also measure CPU latency", lambda v: parse_bool(v, "latency"), "false"),
         Option("batch_sizes", "latency batch sizes", int_list, "1,32"),
         Option("warmup", "latency warm-up passes", int, "2"),
@@ -206,6 +222,7 @@ COMMAND_LINE = CommandLine(
         "python -m hrnet_train.complexity --all",
         "python -m hrnet_train.complexity ckpt=models/lspet_cpu/lspet_cpu.ckpt latency=true batch_sizes=1",
         "python -m hrnet_train.complexity model=hrnet_w32 head=v2 spec.stage3.num_modules=2",
+        "python -m hrnet_train.complexity model=hrnet_w48_seg input_size=1024x2048 num_classes=19",
     ),
     prefixes=("spec.",),
     flags={"--all": ("model", "all")},
@@ -239,7 +256,7 @@ def table_options(argv: Sequence[str]) -> dict[str, Any]:
             node[leaf] = _parse_scalar(value)
     names = list_models() if args["model"] == ["all"] else args["model"]
     return {"names": names, "input_sizes": args["input_size"] or list(DEFAULT_INPUT_SIZES), "head": args["head"],
-            "spec_overrides": spec or None, **timing}
+            "num_joints": args["num_joints"], "num_classes": args["num_classes"], "spec_overrides": spec or None, **timing}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -46,7 +46,7 @@ COMMAND_LINE = CommandLine(
         Option("weights", "with model: an official-format .pth state dict (default: random init)"),
         Option("input_size", "with model: HxW", InputSize.parse, "256x192"),
         Option("num_joints", "with model: keypoints of the head", int, "17"),
-        Option("head", "with model: v1 | v2", str, "v1"),
+        Option("head", "with model: v1 | v2 | v2_bias (default: the variant's own)"),
         Option("sigma", "with model: the codec's sigma", float, "2.0"),
         Option("codec", "decoding in the graph: legacy | dark | udp (default: the checkpoint's; legacy with model)"),
         Option("format", "export format", str, "onnx"),
@@ -104,7 +104,7 @@ def source_from_checkpoint(path: str, prefer_ema: bool = True, codec_name: str |
 
 
 def source_from_name(
-    model: str, input_size: tuple[int, int], num_joints: int = 17, head: str = "v1", codec_name: str = "legacy",
+    model: str, input_size: tuple[int, int], num_joints: int = 17, head: str | None = None, codec_name: str = "legacy",
     sigma: float = 2.0, weights: str | None = None,
 ) -> ExportSource:
     """A registered model, randomly initialised or loaded from an official / bare state dict file."""

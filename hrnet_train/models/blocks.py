@@ -86,15 +86,16 @@ def make_layer(block: Block, inplanes: int, planes: int, num_blocks: int, stride
     return nn.Sequential(*layers)
 
 
-def init_official_(model: nn.Module) -> None:
+def init_official_(model: nn.Module, zero_bias: bool = True) -> None:
     """Official initialisation (spec 1.7, 1.10): conv/deconv weights N(0, 0.001), biases 0, BN 1/0.
 
     Applied in place; the official code does this before (optionally) loading ImageNet weights.
+    ``zero_bias=False`` leaves conv biases at PyTorch's default, as the face/seg code does (A.6).
     """
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(module.weight, std=0.001)
-            if module.bias is not None:
+            if module.bias is not None and zero_bias:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)

@@ -3,18 +3,25 @@
 Module names and nesting reproduce the official ``lib/models/pose_hrnet.py`` exactly (``conv1, bn1,
 conv2, bn2, layer1, transition1..3, stage2..4`` with ``branches``/``fuse_layers`` and ``None``
 placeholders, ``final_layer``), so the official W32/W48 checkpoints load with a strict key check.
+The face, segmentation and detection HRNets have the same module tree (face/seg spec A.1, B.1, C.1);
+what differs is data: the spec's BN momentum and fusion upsampling, a multi-scale last module and
+the head (kind and attribute name: ``head``, ``last_layer``, ``neck``).
 One deliberate difference, invisible for every official config: a transition that changes the
-channels of an EXISTING branch is applied to that branch, where the official forward feeds it the
-lowest-resolution map (spec 1.3, 9.13).
+channels of an EXISTING branch is applied to that branch, where the official pose/face forward
+feeds it the lowest-resolution map (spec 1.3, 9.13; the seg HRNet-OCR code does as we do, D.4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hrnet_train.models.blocks import BLOCKS, BN_MOMENTUM, Block, conv3x3, init_official_, make_layer
-from hrnet_train.models.heads import make_head
+from hrnet_train.models.heads import MULTI_SCALE_HEADS, make_head, output_count
 from hrnet_train.models.spec import HRNetSpec, StageSpec
 from hrnet_train.sizes import InputSize
 
@@ -32,20 +39,23 @@ class HighResolutionModule(nn.Module):
         num_channels: tuple[int, ...],
         fuse_method: str,
         multi_scale_output: bool,
-        upsample_mode: str,
+        spec: HRNetSpec,
     ) -> None:
         super().__init__()
         self.num_branches = len(num_channels)
         self.fuse_method = fuse_method  # only 'SUM' exists; stored like the official module
         self.multi_scale_output = multi_scale_output
+        self.upsample_mode = spec.upsample_mode
+        self.upsample_to_size = spec.upsample_to_size
+        self.align_corners = spec.align_corners
         self.branches = nn.ModuleList(
             make_layer(block, in_channels[b], num_channels[b], num_blocks[b]) for b in range(self.num_branches)
         )
         self.out_channels = tuple(c * block.expansion for c in num_channels)
-        self.fuse_layers = self._make_fuse_layers(upsample_mode) if self.num_branches > 1 else None
+        self.fuse_layers = self._make_fuse_layers() if self.num_branches > 1 else None
         self.relu = nn.ReLU(inplace=True)
 
-    def _make_fuse_layers(self, upsample_mode: str) -> nn.ModuleList:
+    def _make_fuse_layers(self) -> nn.ModuleList:
         channels = self.out_channels
         outputs = range(self.num_branches if self.multi_scale_output else 1)
         fuse_layers = nn.ModuleList()
@@ -53,13 +63,10 @@ class HighResolutionModule(nn.Module):
             row = nn.ModuleList()
             for j in range(self.num_branches):
                 if j > i:  # lower resolution -> higher: 1x1 conv at low resolution, then upsample
-                    row.append(
-                        nn.Sequential(
-                            nn.Conv2d(channels[j], channels[i], kernel_size=1, bias=False),
-                            nn.BatchNorm2d(channels[i]),
-                            _upsample(2 ** (j - i), upsample_mode),
-                        )
-                    )
+                    layers = [nn.Conv2d(channels[j], channels[i], kernel_size=1, bias=False), nn.BatchNorm2d(channels[i])]
+                    if not self.upsample_to_size:  # else resized in forward (same keys: no parameters)
+                        layers.append(self._upsample(2 ** (j - i)))
+                    row.append(nn.Sequential(*layers))
                 elif j == i:
                     row.append(None)
                 else:  # higher resolution -> lower: (i - j) stride-2 3x3 convs, ReLU between them
@@ -83,15 +90,27 @@ class HighResolutionModule(nn.Module):
         for i, row in enumerate(self.fuse_layers):
             y = x[0] if i == 0 else row[0](x[0])
             for j in range(1, self.num_branches):
-                y = y + (x[j] if i == j else row[j](x[j]))
+                if j == i:
+                    y = y + x[j]
+                elif j > i:
+                    y = y + self._upsampled(row[j](x[j]), x[i])
+                else:
+                    y = y + row[j](x[j])
             fused.append(self.relu(y))
         return fused
 
+    def _align_corners(self) -> bool | None:
+        return None if self.upsample_mode == "nearest" else self.align_corners  # nearest takes no align_corners
 
-def _upsample(factor: int, mode: str) -> nn.Upsample:
-    if mode == "nearest":
-        return nn.Upsample(scale_factor=factor, mode="nearest")
-    return nn.Upsample(scale_factor=factor, mode=mode, align_corners=False)
+    def _upsample(self, factor: int) -> nn.Upsample:
+        return nn.Upsample(scale_factor=factor, mode=self.upsample_mode, align_corners=self._align_corners())
+
+    def _upsampled(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Size-matched fusion (face/seg code): interpolate a lower branch to ``target``'s exact size;
+        with scale-factor fusion the fuse Sequential has upsampled already."""
+        if not self.upsample_to_size:
+            return z
+        return F.interpolate(z, size=target.shape[-2:], mode=self.upsample_mode, align_corners=self._align_corners())
 
 
 def make_transition(pre: tuple[int, ...], cur: tuple[int, ...]) -> nn.ModuleList:
@@ -114,7 +133,7 @@ def make_transition(pre: tuple[int, ...], cur: tuple[int, ...]) -> nn.ModuleList
     return transition
 
 
-def make_stage(stage: StageSpec, in_channels: tuple[int, ...], multi_scale_output: bool, upsample_mode: str) -> nn.Sequential:
+def make_stage(stage: StageSpec, in_channels: tuple[int, ...], multi_scale_output: bool, spec: HRNetSpec) -> nn.Sequential:
     """``num_modules`` HighResolutionModules; only the last one may be single-scale (spec 1.6)."""
     modules = []
     for m in range(stage.num_modules):
@@ -125,7 +144,7 @@ def make_stage(stage: StageSpec, in_channels: tuple[int, ...], multi_scale_outpu
             stage.num_channels,
             stage.fuse_method,
             multi_scale_output or m < stage.num_modules - 1,
-            upsample_mode,
+            spec,
         )
         in_channels = module.out_channels
         modules.append(module)
@@ -133,33 +152,46 @@ def make_stage(stage: StageSpec, in_channels: tuple[int, ...], multi_scale_outpu
 
 
 class HRNet(nn.Module):
-    """Top-down pose HRNet: stem, stage 1..4, heatmap head.
+    """HRNet: stem, stages 1..4 and one head, all determined by the spec and the head options.
 
-    ``multi_scale_output`` controls the last module of stage 4: ``None`` picks what the head
-    needs (single-scale for 'v1' as official, multi-scale for 'v2'). With a single-scale last
-    module :meth:`features` returns only the 1/4-resolution map; build with
-    ``multi_scale_output=True`` to get every branch (adds ``stage4.<last>.fuse_layers.{1,2,3}``
-    keys, as the ImageNet backbone has).
+    ``head`` (see :mod:`hrnet_train.models.heads`) is registered as the attribute ``head_name``
+    (official keys: pose ``final_layer``, face ``head``, segmentation ``last_layer``, HRNetV2p
+    ``neck``). ``num_joints`` (keypoint heatmaps) or ``num_classes`` (segmentation logits), not
+    both, sets the head's outputs (17 when neither; the ``hrfpn`` neck takes neither, its options
+    go in ``head_options``). ``multi_scale_output`` controls the last module of stage 4: ``None``
+    picks what the head needs (single-scale for 'v1' as official, multi-scale for the heads that
+    read every branch). With a single-scale last module :meth:`features` returns only the
+    1/4-resolution map; build with ``multi_scale_output=True`` to get every branch (adds
+    ``stage4.<last>.fuse_layers.{1,2,3}`` keys, as the ImageNet, face and seg nets have).
+    ``init``: 'official' = the initialisation of the code each part comes from (N(0, 0.001) convs,
+    head-specific biases, see the heads), 'pytorch' = PyTorch defaults.
     """
 
     def __init__(
         self,
         spec: HRNetSpec,
-        num_joints: int = 17,
+        num_joints: int | None = None,
         head: str = "v1",
         multi_scale_output: bool | None = None,
         init: str = "official",
+        *,
+        num_classes: int | None = None,
+        head_name: str = "final_layer",
+        head_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        num_outputs = output_count(head, num_joints, num_classes)
         if multi_scale_output is None:
-            multi_scale_output = head == "v2"
-        if head == "v2" and not multi_scale_output:
-            raise ValueError("multi_scale_output: head 'v2' concatenates every branch, so stage 4 must be multi-scale (true)")
+            multi_scale_output = head in MULTI_SCALE_HEADS
+        if head in MULTI_SCALE_HEADS and not multi_scale_output:
+            raise ValueError(f"multi_scale_output: head {head!r} reads every branch, so stage 4 must be multi-scale (true)")
         if init not in INITS:
             raise ValueError(f"init: expected one of {list(INITS)}, got {init!r}")
         self.spec = spec
         self.head_type = head
-        self.num_joints = num_joints
+        self.head_name = head_name
+        self.num_joints = num_outputs if num_classes is None else None
+        self.num_classes = num_classes
 
         stem = spec.stem_channels
         self.conv1 = nn.Conv2d(3, stem, kernel_size=3, stride=2, padding=1, bias=False)
@@ -173,20 +205,29 @@ class HRNet(nn.Module):
         for index, stage in enumerate(spec.stages, start=2):
             setattr(self, f"transition{index - 1}", make_transition(channels, stage.out_channels))
             is_last = index == 4
-            setattr(self, f"stage{index}", make_stage(stage, stage.out_channels, not is_last or multi_scale_output, spec.upsample_mode))
+            setattr(self, f"stage{index}", make_stage(stage, stage.out_channels, not is_last or multi_scale_output, spec))
             channels = stage.out_channels
         self.feature_channels = channels if multi_scale_output else channels[:1]
-        self.final_layer = make_head(head, self.feature_channels, num_joints)
+        head_module = make_head(head, self.feature_channels, num_outputs, spec.align_corners, head_options)
+        if not (isinstance(head_name, str) and head_name.isidentifier()) or hasattr(self, head_name):
+            raise ValueError(f"head_name: expected an identifier that is not already an HRNet attribute, got {head_name!r}")
+        setattr(self, head_name, head_module)  # registered last: the official init visits it last
         if init == "official":
-            init_official_(self)
+            for child in self.children():
+                if child is not head_module:
+                    init_official_(child)
+            head_module.init_official_()
+        for module in self.modules():  # one momentum for every BN, as the official code passes one constant
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = spec.bn_momentum
 
     @property
     def input_multiple(self) -> int:
         return self.spec.input_multiple
 
     def check_input_size(self, height: int, width: int) -> None:
-        """Raise ValueError unless both sides are divisible by the lowest branch's stride (32),
-        without which the upsampled branches cannot be summed."""
+        """Raise ValueError unless both sides are divisible by :attr:`input_multiple` (32 with
+        scale-factor fusion, whose upsampled branches cannot be summed otherwise; 1 size-matched)."""
         InputSize(height, width).check_multiple(self.input_multiple, "input_size")
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -205,6 +246,8 @@ class HRNet(nn.Module):
             y_list = getattr(self, f"stage{index}")(x_list)
         return y_list
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` normalised images -> ``[B, num_joints, H/4, W/4]`` raw heatmaps."""
-        return self.final_layer(self.features(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """``[B, 3, H, W]`` normalised images -> ``[B, K, H/4, W/4]`` raw heatmaps or logits
+        (ceil(H/4) x ceil(W/4) for sizes size-matched fusion allows); the ``hrfpn`` neck returns
+        its list of ``num_outs`` pyramid levels (strides 4, 8, .., 4 * 2**(num_outs - 1))."""
+        return getattr(self, self.head_name)(self.features(x))

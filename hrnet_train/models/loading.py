@@ -2,11 +2,21 @@
 
 The official ``tools/test.py`` loads with ``strict=False`` and silently keeps random weights for
 anything that does not match (spec 9.9). Here a mismatch raises ValueError listing the missing,
-unexpected and mis-shaped keys.
+unexpected and mis-shaped keys. Files are read with ``torch.load(weights_only=True)``: tensors and
+plain containers only, never arbitrary pickled objects.
+
+Layouts understood (pose spec 1.8; face/seg spec A.6, B.5, D.20): a plain state dict, a
+``{'state_dict': ...}`` dict, DataParallel ``module.`` prefixes, and the segmentation trainer's
+``FullModel`` state dict (``model.<key>`` plus the loss's ``loss.*`` buffers such as
+``loss.criterion.weight``, the class weights, which are dropped). The face trainer's
+``model_best.pth`` / ``checkpoint_{epoch}.pth`` pickle the whole module; they are refused with a
+message saying how to convert them.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -18,14 +28,19 @@ HRNET_PRETRAINED_LAYERS = (
     "conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2", "transition2", "stage3", "transition3", "stage4",
 )
 _SHOWN = 10
+# The official segmentation trainer saves FullModel(model, loss).state_dict() (face/seg spec B.5).
+FULL_MODEL_PREFIX = "model."
+FULL_MODEL_DROPPED = "loss."
 
 
 def read_state_dict(
     source: str | Path | Mapping[str, torch.Tensor], strip_prefixes: Iterable[str] = ("module.",), label: str | None = None
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """``(state_dict, label)`` from a file or mapping: unwraps ``{'state_dict': ...}`` and strips
-    ``strip_prefixes`` (``module.`` of DataParallel checkpoints) from key starts. ``label`` names a
-    mapping's origin in error messages (a file is named by its path)."""
+    """``(state_dict, label)`` from a file or mapping: unwraps ``{'state_dict': ...}``, strips
+    ``strip_prefixes`` (``module.`` of DataParallel checkpoints) from key starts, then unwraps the
+    segmentation ``FullModel`` layout (every key under ``model.`` or ``loss.``: ``model.`` stripped,
+    ``loss.*`` dropped). ``label`` names a mapping's origin in error messages (a file is named by
+    its path)."""
     if isinstance(source, Mapping):
         label, obj = label or "state_dict", source
     else:
@@ -33,7 +48,7 @@ def read_state_dict(
         label = str(path)
         if not path.is_file():
             raise FileNotFoundError(f"{label}: checkpoint file not found")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _load_weights_only(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
@@ -48,7 +63,30 @@ def read_state_dict(
                 key = key[len(prefix):]
                 break
         state[key] = value
-    return state, label
+    return _unwrap_full_model(state), label
+
+
+def _load_weights_only(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
+        raise ValueError(
+            f"{path}: holds pickled Python objects{what}, not only tensors -- e.g. a whole nn.Module, as the "
+            "official face trainer's model_best.pth and checkpoint_{epoch}.pth. Only weights are loaded "
+            "(torch.load weights_only=True). Where you trust the file, convert it once: "
+            "torch.save(torch.load(path, weights_only=False).state_dict(), 'weights.pth') "
+            "(for checkpoint_*.pth take ['state_dict'].state_dict())"
+        ) from None
+
+
+def _unwrap_full_model(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's entries of a segmentation ``FullModel`` state dict; other dicts unchanged."""
+    wrapped = all(k.startswith((FULL_MODEL_PREFIX, FULL_MODEL_DROPPED)) for k in state)
+    if not state or not wrapped or not any(k.startswith(FULL_MODEL_PREFIX) for k in state):
+        return state
+    return {k[len(FULL_MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(FULL_MODEL_PREFIX)}
 
 
 def _listing(title: str, items: list[str]) -> str:

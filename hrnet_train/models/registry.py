@@ -4,22 +4,31 @@
 and ``hydra.utils.instantiate(cfg.model, num_joints=17)`` (configs ``conf/model/<name>.yaml``,
 produced by :func:`model_config`) all end in :func:`create_model`. A ``spec`` mapping overrides
 fields of the named variant's spec, so ``model.spec.stage3.num_modules=2`` works from the CLI.
+A variant is a spec plus default arguments (head, head attribute name, output count): the face
+model ``hrnet_w18_face`` (head ``v2_bias`` at ``head``, 98 WFLW landmarks), the segmentation models
+``hrnet_*_seg`` (``v2_bias`` at ``last_layer``, 19 Cityscapes classes) and the HRNetV2p detection
+backbones ``hrnetv2p_w*`` (the ``hrfpn`` neck at ``neck``).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
+from hrnet_train.models.heads import refuse_both_counts
 from hrnet_train.models.hrnet import HRNet
 from hrnet_train.models.pose_resnet import PoseResNet, PoseResNetSpec
 from hrnet_train.models.spec import HRNetSpec, hrnet_spec
 
 ARCHS = ("hrnet", "pose_resnet")
-_CONFIG_KEYS = {"name", "arch", "num_joints", "head", "spec", "multi_scale_output", "init"}
+# Arguments a variant may preset (the rest of create_model's arguments are the name, arch and spec).
+DEFAULT_KEYS = ("num_joints", "num_classes", "head", "head_name", "head_options", "multi_scale_output", "init")
+COUNT_KEYS = ("num_joints", "num_classes")
+_CONFIG_KEYS = {"name", "arch", "spec", *DEFAULT_KEYS}
 _HYDRA_KEYS = {"_target_", "_convert_", "_recursive_", "_partial_", "_args_"}
 
 
@@ -29,19 +38,24 @@ class ModelEntry:
     arch: str
     spec: HRNetSpec | PoseResNetSpec
     summary: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # create_model arguments of the variant
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, spec: HRNetSpec | PoseResNetSpec, summary: str = "") -> None:
-    """Add a named variant; the architecture follows from the spec type."""
+def register_model(name: str, spec: HRNetSpec | PoseResNetSpec, summary: str = "", **defaults: Any) -> None:
+    """Add a named variant; the architecture follows from the spec type. ``defaults`` preset
+    create_model arguments (see :data:`DEFAULT_KEYS`), e.g. ``head="v2_bias", num_classes=19``."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
     if not isinstance(spec, (HRNetSpec, PoseResNetSpec)):
         raise ValueError(f"model {name!r}: spec must be an HRNetSpec or PoseResNetSpec, got {type(spec).__name__}")
+    unknown = sorted(set(defaults) - set(DEFAULT_KEYS))
+    if unknown:
+        raise ValueError(f"model {name!r}: unknown default(s) {unknown} (expected some of {list(DEFAULT_KEYS)})")
     arch = "hrnet" if isinstance(spec, HRNetSpec) else "pose_resnet"
-    _REGISTRY[name] = ModelEntry(name, arch, spec, summary)
+    _REGISTRY[name] = ModelEntry(name, arch, spec, summary, dict(defaults))
 
 
 def list_models(arch: str | None = None) -> list[str]:
@@ -85,19 +99,27 @@ def create_model(
     name: str | Mapping[str, Any] | None = None,
     *,
     num_joints: int | None = None,
+    num_classes: int | None = None,
     head: str | None = None,
+    head_name: str | None = None,
+    head_options: Mapping[str, Any] | None = None,
     spec: Mapping[str, Any] | HRNetSpec | PoseResNetSpec | None = None,
     arch: str | None = None,
     multi_scale_output: bool | None = None,
     init: str | None = None,
 ) -> nn.Module:
-    """Build a pose network.
+    """Build a network.
 
     ``name``: a registered variant (see :func:`list_models`) or a config mapping with the same
-    keys as the arguments (keyword arguments given here win over the mapping).
-    ``num_joints`` (default 17), ``head`` 'v1' (default) | 'v2' (HRNet only), ``spec`` a full spec
-    or a partial override of the named one, ``multi_scale_output`` (HRNet; ``None`` = what the
-    head needs), ``init`` 'official' (default, N(0, 0.001)) | 'pytorch'.
+    keys as the arguments. Keyword arguments given here win over the mapping, which wins over the
+    variant's defaults; ``head_options`` are merged key by key. An output count given by the
+    mapping or the keywords replaces the variant's (of either name).
+    ``num_joints`` (keypoint heatmaps; default 17) or ``num_classes`` (segmentation logits), not
+    both; ``head`` 'v1' (default) | 'v2' | 'v2_bias' | 'hrfpn' (HRNet only; see
+    :mod:`hrnet_train.models.heads`), ``head_name`` the head's attribute (default 'final_layer'),
+    ``head_options`` for 'hrfpn' (``out_channels``, ``num_outs``, ``pooling``); ``spec`` a full
+    spec or a partial override of the named one, ``multi_scale_output`` (HRNet; ``None`` = what
+    the head needs), ``init`` 'official' (default) | 'pytorch'.
     """
     config: dict[str, Any] = {}
     if isinstance(name, Mapping):
@@ -107,20 +129,65 @@ def create_model(
             raise ValueError(f"model: unknown config key(s) {unknown} (expected some of {sorted(_CONFIG_KEYS)})")
     elif name is not None:
         config["name"] = name
-    explicit = dict(num_joints=num_joints, head=head, spec=spec, arch=arch, multi_scale_output=multi_scale_output, init=init)
-    config.update({k: v for k, v in explicit.items() if v is not None})
-
-    arch_name, resolved = resolve_spec(config.get("name"), config.get("spec"), config.get("arch"))
-    num_joints = config.get("num_joints", 17)
-    head = config.get("head", "v1")
-    init = config.get("init", "official")
+    explicit = dict(
+        num_joints=num_joints, num_classes=num_classes, head=head, head_name=head_name, head_options=head_options,
+        multi_scale_output=multi_scale_output, init=init,
+    )
+    arch_name, resolved = resolve_spec(config.get("name"), spec if spec is not None else config.get("spec"), arch or config.get("arch"))
+    defaults = get_model_entry(config["name"]).defaults if config.get("name") is not None else {}
+    settings = _settings(defaults, {k: v for k, v in config.items() if k in DEFAULT_KEYS}, explicit)
+    init = settings.get("init", "official")
     if arch_name == "pose_resnet":
-        if head != "v1":
-            raise ValueError(f"head: pose_resnet models have only the deconvolution head 'v1', got {head!r}")
-        if config.get("multi_scale_output"):
-            raise ValueError("multi_scale_output: pose_resnet models have a single output scale")
-        return PoseResNet(resolved, num_joints=num_joints, init=init)  # type: ignore[arg-type]
-    return HRNet(resolved, num_joints=num_joints, head=head, multi_scale_output=config.get("multi_scale_output"), init=init)  # type: ignore[arg-type]
+        _check_pose_resnet(settings)
+        return PoseResNet(resolved, num_joints=settings.get("num_joints", 17), init=init)  # type: ignore[arg-type]
+    return HRNet(
+        resolved,  # type: ignore[arg-type]
+        num_joints=settings.get("num_joints"),
+        head=settings.get("head", "v1"),
+        multi_scale_output=settings.get("multi_scale_output"),
+        init=init,
+        num_classes=settings.get("num_classes"),
+        head_name=settings.get("head_name", "final_layer"),
+        head_options=settings.get("head_options"),
+    )
+
+
+def _settings(defaults: Mapping[str, Any], config: Mapping[str, Any], explicit: Mapping[str, Any]) -> dict[str, Any]:
+    """The HRNet/PoseResNet arguments: ``explicit`` over ``config`` (what a mapping or a Hydra
+    config gives; both are the caller's word) over the variant's ``defaults``. The caller may
+    name the output count either way, which replaces the variant's count; naming both is refused."""
+    given = _merged(config, explicit)
+    refuse_both_counts(given.get("num_joints"), given.get("num_classes"))
+    if any(key in given for key in COUNT_KEYS):
+        defaults = {k: v for k, v in defaults.items() if k not in COUNT_KEYS}
+    return _merged(defaults, given)
+
+
+def _merged(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers win (``None`` = not given); ``head_options`` are merged key by key."""
+    merged: dict[str, Any] = {"head_options": {}}
+    for layer in layers:
+        given = {k: v for k, v in layer.items() if v is not None}
+        options = given.pop("head_options", {})
+        if not isinstance(options, Mapping):
+            raise ValueError(f"head_options: expected a mapping of option names to values, got {options!r}")
+        merged["head_options"] = {**merged["head_options"], **options}
+        merged.update(given)
+    return merged
+
+
+def _check_pose_resnet(settings: Mapping[str, Any]) -> None:
+    """PoseResNet has one keypoint head (deconvolutions + ``final_layer``) and one output scale."""
+    head = settings.get("head", "v1")
+    if head != "v1":
+        raise ValueError(f"head: pose_resnet models have only the deconvolution head 'v1', got {head!r}")
+    if settings.get("multi_scale_output"):
+        raise ValueError("multi_scale_output: pose_resnet models have a single output scale")
+    for key in ("num_classes", "head_name"):
+        if settings.get(key) is not None:
+            raise ValueError(f"{key}: pose_resnet models are keypoint models with head 'final_layer', got {settings[key]!r}")
+    if settings["head_options"]:
+        raise ValueError(f"head_options: pose_resnet models take no head options, got {sorted(settings['head_options'])}")
 
 
 def model_config(name: str) -> dict[str, Any]:
@@ -136,6 +203,7 @@ def model_config(name: str) -> dict[str, Any]:
     }
     if entry.arch == "hrnet":
         config["multi_scale_output"] = None
+    config.update(copy.deepcopy(dict(entry.defaults)))
     config["spec"] = entry.spec.to_dict()
     return config
 
@@ -162,3 +230,36 @@ register_model(
 )
 for _depth in (50, 101, 152):
     register_model(f"pose_resnet_{_depth}", PoseResNetSpec(_depth), f"SimpleBaseline ResNet-{_depth}, 3x256 deconv head")
+
+# HRNetV2 for faces and segmentation (face/seg spec A.1-A.3, B.1-B.3): the same stage specs with
+# BN momentum 0.01 everywhere, size-matched bilinear fusion (align_corners False: face code, seg
+# pytorch-v1.1/master; the HRNet-OCR seg code: override bn_momentum=0.1, align_corners=true),
+# a multi-scale last module and the biased concat head. Face == seg W18 up to the head's name (A.4).
+_V2_OPTIONS = {"bn_momentum": 0.01, "upsample_mode": "bilinear", "upsample_to_size": True, "align_corners": False}
+register_model(
+    "hrnet_w18_face",
+    replace(hrnet_spec(18), **_V2_OPTIONS),
+    "HRNetV2-W18 facial landmarks (official face code; WFLW 98, 300W 68, COFW 29, AFLW 19 points)",
+    head="v2_bias", head_name="head", num_joints=98,
+)
+for _name, _base, _title in (
+    ("hrnet_w18_small_v1_seg", "hrnet_w18_small_v1", "HRNetV2-W18-Small-v1"),
+    ("hrnet_w18_small_v2_seg", "hrnet_w18_small_v2", "HRNetV2-W18-Small-v2"),
+    ("hrnet_w18_seg", "hrnet_w18", "HRNetV2-W18"),
+    ("hrnet_w48_seg", "hrnet_w48", "HRNetV2-W48"),
+):
+    register_model(
+        _name,
+        replace(get_model_entry(_base).spec, **_V2_OPTIONS),
+        f"{_title} semantic segmentation (official seg code, pytorch-v1.1/master settings; Cityscapes 19 classes)",
+        head="v2_bias", head_name="last_layer", num_classes=19,
+    )
+# HRNetV2p detection backbones (spec C.1-C.2): the pose-style backbone (nearest scale-factor fusion,
+# BN 0.1) with all four outputs, and the HRFPN neck (mmdet defaults) under ``neck``.
+for _width in (18, 32, 40, 48):
+    register_model(
+        f"hrnetv2p_w{_width}",
+        hrnet_spec(_width),
+        f"HRNetV2p-W{_width} detection backbone: HRNet-W{_width} + HRFPN neck (256 channels, 5 levels, strides 4..64)",
+        head="hrfpn", head_name="neck", head_options={"out_channels": 256, "num_outs": 5, "pooling": "avg"},
+    )

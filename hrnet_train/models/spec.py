@@ -3,6 +3,9 @@
 Field names mirror the official yaml keys (``MODEL.EXTRA.STAGE{2,3,4}``: NUM_MODULES, NUM_BRANCHES,
 BLOCK, NUM_BLOCKS, NUM_CHANNELS, FUSE_METHOD; spec 1.5) in lower case. Stage 1, hard-coded in the
 official pose code, is a spec field here as in the ImageNet HRNet family (spec 1.11).
+The network-wide options (BN momentum, how lower branches are upsampled in the fusion, bilinear
+``align_corners``) are fields too, because they are what separates the pose, face, segmentation and
+detection HRNets that share one module tree (face/seg spec A.1, B.1, D.1-D.3).
 Every error names the offending field, e.g. ``stage3.num_channels: expected 3 entries
 (num_branches), got 2``.
 """
@@ -20,10 +23,23 @@ UPSAMPLE_MODES = ("nearest", "bilinear")
 STAGE_NAMES = ("stage2", "stage3", "stage4")
 
 
-def _positive_int(value: Any, field: str) -> int:
+def positive_int(value: Any, field: str) -> int:
+    """``value`` if it is a positive int (not a bool), else ValueError naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{field}: expected a positive integer, got {value!r}")
     return value
+
+
+def _bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{field}: expected true or false, got {value!r}")
+    return value
+
+
+def _momentum(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{field}: expected a number in (0, 1] (PyTorch BatchNorm momentum), got {value!r}")
+    return float(value)
 
 
 def _block_name(value: Any, field: str) -> str:
@@ -38,7 +54,7 @@ def _int_list(value: Any, length: int, field: str) -> tuple[int, ...]:
         raise ValueError(f"{field}: expected a list of {length} positive integers (num_branches), got {value!r}")
     if len(value) != length:
         raise ValueError(f"{field}: expected {length} entries (num_branches), got {len(value)}")
-    return tuple(_positive_int(v, f"{field}[{i}]") for i, v in enumerate(value))
+    return tuple(positive_int(v, f"{field}[{i}]") for i, v in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -52,8 +68,8 @@ class Stage1Spec:
     def validated(self, prefix: str = "stage1") -> Stage1Spec:
         return Stage1Spec(
             block=_block_name(self.block, f"{prefix}.block"),
-            num_blocks=_positive_int(self.num_blocks, f"{prefix}.num_blocks"),
-            num_channels=_positive_int(self.num_channels, f"{prefix}.num_channels"),
+            num_blocks=positive_int(self.num_blocks, f"{prefix}.num_blocks"),
+            num_channels=positive_int(self.num_channels, f"{prefix}.num_channels"),
         )
 
     @property
@@ -73,12 +89,12 @@ class StageSpec:
     fuse_method: str = "SUM"
 
     def validated(self, prefix: str) -> StageSpec:
-        num_branches = _positive_int(self.num_branches, f"{prefix}.num_branches")
+        num_branches = positive_int(self.num_branches, f"{prefix}.num_branches")
         fuse_method = str(self.fuse_method).upper()
         if fuse_method not in FUSE_METHODS:
             raise ValueError(f"{prefix}.fuse_method: unknown fuse method {self.fuse_method!r} (expected one of {list(FUSE_METHODS)})")
         return StageSpec(
-            num_modules=_positive_int(self.num_modules, f"{prefix}.num_modules"),
+            num_modules=positive_int(self.num_modules, f"{prefix}.num_modules"),
             num_branches=num_branches,
             block=_block_name(self.block, f"{prefix}.block"),
             num_blocks=_int_list(self.num_blocks, num_branches, f"{prefix}.num_blocks"),
@@ -102,12 +118,26 @@ class HRNetSpec:
     stage3: StageSpec
     stage4: StageSpec
     stem_channels: int = 64
-    upsample_mode: str = "nearest"  # fuse-layer upsampling; official 'nearest', 'bilinear' is an option
+    # Fusion of a lower-resolution branch into a higher one: 'nearest' (pose, detection) or 'bilinear'
+    # (face, segmentation) ...
+    upsample_mode: str = "nearest"
+    # ... by nn.Upsample(scale_factor=2**k) (False: pose, detection; the input must be divisible by
+    # input_multiple) or by F.interpolate to the target branch's exact size (True: face/seg code).
+    upsample_to_size: bool = False
+    # align_corners of every bilinear interpolation: bilinear fusion, concat heads, HRFPN neck.
+    # Face and seg pytorch-v1.1: False; HRNet-OCR seg code default True (face/seg spec D.3).
+    align_corners: bool = False
+    # Momentum of every BatchNorm incl. transition, fuse and head: pose/detection and the HRNet-OCR
+    # seg code 0.1; face and seg pytorch-v1.1/master 0.01 (face/seg spec D.2).
+    bn_momentum: float = 0.1
 
     def __post_init__(self) -> None:
-        _positive_int(self.stem_channels, "stem_channels")
+        positive_int(self.stem_channels, "stem_channels")
         if self.upsample_mode not in UPSAMPLE_MODES:
             raise ValueError(f"upsample_mode: expected one of {list(UPSAMPLE_MODES)}, got {self.upsample_mode!r}")
+        _bool(self.upsample_to_size, "upsample_to_size")
+        _bool(self.align_corners, "align_corners")
+        object.__setattr__(self, "bn_momentum", _momentum(self.bn_momentum, "bn_momentum"))
         object.__setattr__(self, "stage1", self.stage1.validated())
         previous = 1
         for name in STAGE_NAMES:
@@ -125,7 +155,15 @@ class HRNetSpec:
 
     @property
     def input_multiple(self) -> int:
-        """Input height/width must be divisible by this: stride 4 stem times 2 per extra branch."""
+        """Input height/width must be divisible by this.
+
+        Scale-factor fusion sums a branch upsampled 2**k times with the target branch, so the lowest
+        branch's stride (stem 4 times 2 per extra branch: 32) must divide the input. Size-matched
+        fusion takes any size: every stride-2 conv maps n -> ceil(n/2) on all paths alike and the
+        upsampling hits the target size exactly (outputs ceil(H/4) x ceil(W/4)), so the multiple is 1.
+        """
+        if self.upsample_to_size:
+            return 1
         return 4 * 2 ** (self.stage4.num_branches - 1)
 
     def to_dict(self) -> dict[str, Any]:
