@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hrnet_train.data import synthetic
+from hrnet_train.data.seg_synthetic import SYNTHETIC_PART_CLASSES, SYNTHETIC_PERSON_CLASSES, synthetic_seg_dataset
 from hrnet_train.data.synthetic import (
     JOINT_PARTS,
     MASK_IGNORE,
@@ -84,3 +85,15 @@ def test_ensure_regenerates_missing_masks_with_identical_images(tmp_path: Path) 
     ensure_synthetic_dataset(root, num_train=2, num_val=1, seed=0, image_size="128x160")
     assert mask.is_file() and image.read_bytes() == before
     assert json.loads((root / synthetic.MANIFEST_NAME).read_text())["masks_version"] == synthetic.MASKS_VERSION
+
+
+def test_segmentation_datasets_read_the_masks(generated: Path) -> None:
+    person = synthetic_seg_dataset(generated, "val", train=False)
+    parts = synthetic_seg_dataset(generated, "val", train=False, parts=True)
+    assert len(person) == len(parts) == 2 and person.classes is SYNTHETIC_PERSON_CLASSES
+    stored = cv2.imread(str(mask_dir(generated, "val", parts=True) / "000001000001.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(parts[0]["label"].numpy(), stored)
+    assert set(np.unique(person[0]["label"].numpy())) == {0, 1, MASK_IGNORE}
+    assert len(SYNTHETIC_PART_CLASSES.flip_pairs) == 7 and SYNTHETIC_PART_CLASSES.num_classes == 18
+    left, right = SYNTHETIC_PART_CLASSES.names.index("left_hand"), SYNTHETIC_PART_CLASSES.names.index("right_hand")
+    assert SYNTHETIC_PART_CLASSES.flip_lut[left] == right and SYNTHETIC_PART_CLASSES.flip_index[right] == left
