@@ -50,3 +50,9 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def cityscapes_synthetic(shared_data: Path) -> Path:
+    """The synthetic scene in exact Cityscapes layout (labelIds 0..33, labelTrainIds, val.lst)."""
+    return _require(shared_data / "segmentation" / "cityscapes_format_synthetic")

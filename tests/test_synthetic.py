@@ -45,13 +45,13 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path: Path) 
     config = SyntheticConfig(num_train=5, num_val=3, seed=7, image_size=SIZE)
     first = _all_files(generate_dataset(tmp_path / "a", config))
     second = _all_files(generate_dataset(tmp_path / "b", config))
-    assert len(first) == 5 + 3 + 2 + 1  # images, two annotation files, manifest
+    assert len(first) == 3 * (5 + 3) + 2 + 1  # images + person and part masks, two annotation files, manifest
     assert first == second
     other_config = SyntheticConfig(num_train=5, num_val=3, seed=8, image_size=SIZE)
     other = _all_files(generate_dataset(tmp_path / "c", other_config))
     assert sorted(other) == sorted(first)
     generated = [name for name in first if name != synthetic.MANIFEST_NAME]
-    assert len(generated) == 10 and all(other[name] != first[name] for name in generated)
+    assert len(generated) == 26 and all(other[name] != first[name] for name in generated)
 
 
 def test_parallel_generation_matches_serial(tmp_path: Path) -> None:
@@ -114,8 +114,9 @@ def test_left_limbs_are_warm_and_right_limbs_cool() -> None:
     # And in rendered images: the middle of each visible upper arm of larger figures.
     red_minus_blue = {"left": [], "right": []}
     for index in range(40):
-        image, people = render_image(synthetic._image_rng(0, "train", index), (256, 256))
-        for person in people:
+        scene = render_image(synthetic._image_rng(0, "train", index), (256, 256))
+        image = scene.image
+        for person in scene.people:
             if person.bbox[3] < 60:
                 continue
             for side in ("left", "right"):
@@ -132,7 +133,7 @@ def test_left_limbs_are_warm_and_right_limbs_cool() -> None:
 def test_figures_face_the_camera() -> None:
     """COCO left = the person's left: on the image's right for an upright front-facing figure."""
     people = [person for index in range(20)
-              for person in render_image(synthetic._image_rng(0, "train", index), (256, 256))[1]]
+              for person in render_image(synthetic._image_rng(0, "train", index), (256, 256)).people]
     mean = _mean_normalised_pose(people)
     assert mean[KP["left_shoulder"], 0] > mean[KP["right_shoulder"], 0]
     assert mean[KP["left_hip"], 0] > mean[KP["right_hip"], 0]

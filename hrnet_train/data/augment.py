@@ -174,12 +174,7 @@ def build_crop_augmentation(config: AugmentConfig):  # -> albumentations.Compose
 
     steps = []
     if config.photometric:
-        steps.append(
-            A.ColorJitter(
-                brightness=config.brightness, contrast=config.contrast, saturation=0.0, hue=config.hue, p=config.prob_color
-            )
-        )
-        steps.append(A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.5, 1.5), p=config.prob_blur))
+        steps += PhotometricJitter(config.brightness, config.contrast, config.hue, config.prob_color, config.prob_blur).steps()
     if config.occlusion:
         steps.append(
             A.CoarseDropout(
@@ -191,6 +186,32 @@ def build_crop_augmentation(config: AugmentConfig):  # -> albumentations.Compose
             )
         )
     return A.Compose(steps)
+
+
+@dataclass(frozen=True)
+class PhotometricJitter:
+    """Colour jitter (brightness/contrast/hue, no saturation) then a light Gaussian blur: the optional
+    photometric augmentation of pose crops (flat fields of :class:`AugmentConfig`) and segmentation crops."""
+
+    brightness: float = 0.2
+    contrast: float = 0.2
+    hue: float = 0.02  # fraction of the hue circle
+    prob_color: float = 0.5
+    prob_blur: float = 0.1
+
+    def __post_init__(self) -> None:
+        if min(self.brightness, self.contrast, self.hue) < 0 or not (0 <= self.prob_color <= 1 and 0 <= self.prob_blur <= 1):
+            raise ValueError(f"photometric: factors must be >= 0 and probabilities in [0, 1], got {self}")
+
+    def steps(self) -> list:
+        """The albumentations transforms (imported lazily: only needed when this augmentation is on)."""
+        import albumentations as A
+
+        return [
+            A.ColorJitter(brightness=self.brightness, contrast=self.contrast, saturation=0.0, hue=self.hue,
+                          p=self.prob_color),
+            A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.5, 1.5), p=self.prob_blur),
+        ]
 
 
 def bind_crop_augmentation_rng(pipeline: Any, rng: np.random.Generator) -> None:

@@ -19,6 +19,12 @@ right when upright.
 clipped to the image; ``area`` is the pixel count of that figure's silhouette inside the image
 (a segmentation area, as COCO's ``area`` is, which OKS uses as the object scale).
 
+Segmentation masks (so a CPU segmentation run has an embedded dataset too) come from the same label
+maps the visibility test uses, written as extra 8-bit PNGs beside the JPEGs: ``masks/<split>/<stem>.png``
+(0 background, 1 person) and ``part_masks/<split>/<stem>.png`` (0 background, 1 + index in ``PARTS``).
+Both hold 255 (ignore) on the dark anti-aliased outlines, where the picture shows neither side of an edge
+clearly. Drawing them consumes no random numbers: images and annotations are the same bytes as without.
+
 Every image is generated from its own ``numpy`` Generator seeded with ``(seed, split, index)``,
 so the output is byte-identical for the same parameters and images can be generated in parallel.
 
@@ -47,6 +53,9 @@ from hrnet_train.sizes import InputSize
 # Bump whenever the drawing or sampling changes: the manifest then no longer matches and
 # ensure_synthetic_dataset regenerates.
 GENERATOR_VERSION = 1
+# Bump when only the mask files change (their rendering or format): the manifest then triggers a
+# regeneration while GENERATOR_VERSION, which the annotation JSON records, stays the same.
+MASKS_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "val")
 # Image ids: train starts at 1, val at 1_000_001 so ids never collide across splits.
@@ -95,6 +104,11 @@ def _joint_parts() -> dict[int, frozenset[int]]:
 JOINT_PARTS = _joint_parts()
 LABELS_PER_PERSON = 32  # label code = person slot * 32 + part + 1 (0 = background)
 OCCLUDER_LABEL = 255
+# Mask files: directory per kind under the dataset root; 255 marks outline pixels (ignored in losses/metrics).
+PERSON_MASK_DIR, PART_MASK_DIR = "masks", "part_masks"
+MASK_IGNORE = 255
+# Outline pixels: those the figure's 1-px dark outline (drawn anti-aliased, +0.5 px) covers beyond its fill.
+OUTLINE_REACH = 1.5
 PEOPLE_COUNT_PROBS = (0.35, 0.3, 0.2, 0.15)  # probability of 1, 2, 3, 4 people in an image
 MAX_PEOPLE = len(PEOPLE_COUNT_PROBS)
 # Standing height (head top to ankle) of the smallest figures: their boxes are ~40-45 px tall and
@@ -138,7 +152,7 @@ class SyntheticConfig:
     def manifest(self) -> dict:
         params = asdict(self)
         params["image_size"] = str(InputSize.parse(self.image_size))
-        return {"generator_version": GENERATOR_VERSION, **params}
+        return {"generator_version": GENERATOR_VERSION, "masks_version": MASKS_VERSION, **params}
 
 
 @dataclass(frozen=True)
@@ -559,15 +573,25 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def render_image(rng: np.random.Generator, size: tuple[int, int],
-                 min_person_height: float = DEFAULT_MIN_PERSON_HEIGHT) -> tuple[np.ndarray, list[PersonLabel]]:
-    """Draw one scene: background, 1-4 people (nearer = larger = drawn later), maybe occluders.
+@dataclass(frozen=True)
+class Scene:
+    """One rendered image with its keypoint labels and segmentation masks."""
 
-    Returns the BGR image and the labels of the people that show in it, in drawing order.
-    """
+    image: np.ndarray  # (H, W, 3) uint8 BGR
+    people: list[PersonLabel]  # the people that show, in drawing order
+    person_mask: np.ndarray  # (H, W) uint8: 0 background, 1 person, MASK_IGNORE on outlines
+    part_mask: np.ndarray  # (H, W) uint8: 0 background, 1 + PARTS index, MASK_IGNORE on outlines
+
+
+def render_image(rng: np.random.Generator, size: tuple[int, int],
+                 min_person_height: float = DEFAULT_MIN_PERSON_HEIGHT) -> Scene:
+    """Draw one scene: background, 1-4 people (nearer = larger = drawn later), maybe occluders."""
     height, width = size
     image = _textured_background(rng, size)
     label_map = np.zeros(size, dtype=np.uint8)
+    # The same labels drawn with each shape grown by its outline: where the two maps differ, the
+    # pixel shows an outline (see segmentation_masks).
+    outline_map = np.zeros(size, dtype=np.uint8)
     num_people = 1 + int(rng.choice(MAX_PEOPLE, p=PEOPLE_COUNT_PROBS))
     max_height = min(height, width) * (0.95 if num_people == 1 else 0.75 if num_people == 2 else 0.6)
     max_height = max(max_height, min_person_height * 1.5)
@@ -590,22 +614,42 @@ def render_image(rng: np.random.Generator, size: tuple[int, int],
         for shape in figure.shapes:
             _draw_shape(image, shape, figure.outline, 1.0, cv2.LINE_AA)
             _draw_shape(image, shape, shape.color, 0.0, cv2.LINE_AA)
-            _draw_shape(label_map, shape, slot * LABELS_PER_PERSON + shape.part + 1, 0.0, cv2.LINE_8)
+            code = slot * LABELS_PER_PERSON + shape.part + 1
+            _draw_shape(label_map, shape, code, 0.0, cv2.LINE_8)
+            _draw_shape(outline_map, shape, code, OUTLINE_REACH, cv2.LINE_8)
             _draw_shape(silhouette, shape, 1, 0.0, cv2.LINE_8)
         figures.append(figure)
         silhouettes.append(silhouette)
     for _ in range(int(rng.choice([0, 1, 2], p=[0.6, 0.28, 0.12]))):
-        _draw_occluder(image, label_map, placed_boxes[int(rng.integers(len(placed_boxes)))], rng)
+        corners = _draw_occluder(image, placed_boxes[int(rng.integers(len(placed_boxes)))], rng)
+        for canvas in (label_map, outline_map):
+            cv2.rectangle(canvas, corners[:2], corners[2:], OCCLUDER_LABEL, -1)
     if rng.random() < 0.3:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 0.9))
     labels = [_label_person(slot, figure, silhouette, label_map)
               for slot, (figure, silhouette) in enumerate(zip(figures, silhouettes)) if silhouette.any()]
-    return image, labels
+    person_mask, part_mask = segmentation_masks(label_map, outline_map)
+    return Scene(image, labels, person_mask, part_mask)
 
 
-def _draw_occluder(image: np.ndarray, label_map: np.ndarray, person_box: np.ndarray,
-                   rng: np.random.Generator) -> None:
-    """A textured rectangle over part of a person (its joints there become v=1)."""
+def segmentation_masks(label_map: np.ndarray, outline_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(person mask, part mask) from the fill and outline-grown label maps (codes as ``label_map``).
+
+    A pixel is ignored (MASK_IGNORE) in the person mask where the maps disagree on person vs not
+    (the outer outline), in the part mask wherever they disagree (also outlines between parts or people).
+    Occluders are background.
+    """
+    person = (label_map != 0) & (label_map != OCCLUDER_LABEL)
+    person_grown = (outline_map != 0) & (outline_map != OCCLUDER_LABEL)
+    person_mask = np.where(person != person_grown, MASK_IGNORE, person).astype(np.uint8)
+    part = np.where(person, (label_map.astype(np.int16) - 1) % LABELS_PER_PERSON + 1, 0)
+    part_mask = np.where(label_map != outline_map, MASK_IGNORE, part).astype(np.uint8)
+    return person_mask, part_mask
+
+
+def _draw_occluder(image: np.ndarray, person_box: np.ndarray,
+                   rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A textured rectangle over part of a person (its joints there become v=1); returns its corners."""
     x0, y0, x1, y1 = person_box
     span = max(x1 - x0, y1 - y0)
     occ_w, occ_h = rng.uniform(0.2, 0.5, size=2) * span
@@ -618,7 +662,7 @@ def _draw_occluder(image: np.ndarray, label_map: np.ndarray, person_box: np.ndar
         box = (corners[0], corners[1], corners[2] - corners[0], corners[3] - corners[1])
         _stripes(image, rng, box, stripe_color)
         cv2.rectangle(image, corners[:2], corners[2:], color, 2)
-    cv2.rectangle(label_map, corners[:2], corners[2:], OCCLUDER_LABEL, -1)
+    return corners
 
 
 def _label_person(slot: int, figure: Figure, silhouette: np.ndarray, label_map: np.ndarray) -> PersonLabel:
@@ -644,17 +688,38 @@ def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def _generate_one(args: tuple[SyntheticConfig, str, int, Path]) -> tuple[dict, list[PersonLabel]]:
     """Render, write and describe image ``index`` of ``split`` (picklable for worker processes)."""
-    config, split, index, image_dir = args
+    config, split, index, root = args
     image_id = SPLIT_ID_OFFSET[split] + index + 1
-    image, people = render_image(_image_rng(config.seed, split, index), config.image_size, config.min_person_height)
-    file_name = f"{image_id:012d}.jpg"
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError(f"synthetic: JPEG encoding failed for image {image_id}")
-    (image_dir / file_name).write_bytes(encoded.tobytes())
+    scene = render_image(_image_rng(config.seed, split, index), config.image_size, config.min_person_height)
+    stem = f"{image_id:012d}"
+    for folder, pixels, extension, params in (
+        (image_dir(root, split), scene.image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]),
+        (mask_dir(root, split), scene.person_mask, ".png", []),
+        (mask_dir(root, split, parts=True), scene.part_mask, ".png", []),
+    ):
+        ok, encoded = cv2.imencode(extension, pixels, params)
+        if not ok:
+            raise RuntimeError(f"synthetic: {extension} encoding failed for image {image_id} ({folder})")
+        (folder / f"{stem}{extension}").write_bytes(encoded.tobytes())
     height, width = config.image_size
-    record = {"id": image_id, "file_name": file_name, "width": width, "height": height, "license": 1}
-    return record, people
+    record = {"id": image_id, "file_name": f"{stem}.jpg", "width": width, "height": height, "license": 1}
+    return record, scene.people
+
+
+def image_dir(root: Path, split: str) -> Path:
+    """Folder of the JPEGs of ``split``."""
+    return root / "images" / split
+
+
+def mask_dir(root: Path, split: str, parts: bool = False) -> Path:
+    """Folder of the person masks (or, with ``parts``, the body-part masks) of ``split``; one PNG per image stem."""
+    return root / (PART_MASK_DIR if parts else PERSON_MASK_DIR) / split
+
+
+def _generated_dirs(root: Path, split: str) -> tuple[tuple[Path, str], ...]:
+    """(folder, file suffix) of every per-image file kind the generator writes for ``split``."""
+    return ((image_dir(root, split), ".jpg"), (mask_dir(root, split), ".png"),
+            (mask_dir(root, split, parts=True), ".png"))
 
 
 def coco_person_category() -> dict:
@@ -664,11 +729,12 @@ def coco_person_category() -> dict:
 
 
 def generate_split(root: Path, split: str, config: SyntheticConfig, workers: int = 1) -> Path:
-    """Write ``images/<split>/*.jpg`` and ``annotations/person_keypoints_<split>.json``; return the JSON path."""
+    """Write ``images/<split>/*.jpg``, the mask PNGs and ``annotations/person_keypoints_<split>.json``;
+    return the JSON path."""
     count = config.num_train if split == "train" else config.num_val
-    image_dir = root / "images" / split
-    image_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(config, split, index, image_dir) for index in range(count)]
+    for folder, _ in _generated_dirs(root, split):
+        folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(config, split, index, root) for index in range(count)]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_generate_one, jobs, chunksize=32))
@@ -713,7 +779,8 @@ def _remove_generated(root: Path) -> None:
     """Delete only what this generator writes (never other files under ``root``)."""
     (root / MANIFEST_NAME).unlink(missing_ok=True)
     for split in SPLITS:
-        shutil.rmtree(root / "images" / split, ignore_errors=True)
+        for folder, _ in _generated_dirs(root, split):
+            shutil.rmtree(folder, ignore_errors=True)
         (root / "annotations" / f"person_keypoints_{split}.json").unlink(missing_ok=True)
 
 
@@ -725,11 +792,11 @@ def _is_complete(root: Path, config: SyntheticConfig) -> bool:
     except (FileNotFoundError, json.JSONDecodeError):
         return False
     for split, count in (("train", config.num_train), ("val", config.num_val)):
-        image_dir = root / "images" / split
-        if not (root / "annotations" / f"person_keypoints_{split}.json").is_file() or not image_dir.is_dir():
+        if not (root / "annotations" / f"person_keypoints_{split}.json").is_file():
             return False
-        if sum(1 for entry in image_dir.iterdir() if entry.suffix == ".jpg") != count:
-            return False
+        for folder, suffix in _generated_dirs(root, split):
+            if not folder.is_dir() or sum(1 for entry in folder.iterdir() if entry.suffix == suffix) != count:
+                return False
     return True
 
 
