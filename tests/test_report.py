@@ -134,8 +134,8 @@ def test_report_on_a_tiny_multirun_over_codecs_and_input_sizes(tmp_path: Path) -
     with (out / CSV_NAME).open(newline="") as stream:
         rows = list(csv.DictReader(stream))
     # Rows are named by the overrides that differ between the sweep's jobs (order of the job numbers).
-    assert [r["run"] for r in rows] == ["codec=legacy data.input_size=128x96", "codec=legacy data.input_size=64x64",
-                                        "codec=dark data.input_size=128x96", "codec=dark data.input_size=64x64"]
+    assert [r["run"] for r in rows] == ["data.input_size=128x96 codec=legacy", "data.input_size=128x96 codec=dark",
+                                        "data.input_size=64x64 codec=legacy", "data.input_size=64x64 codec=dark"]
     by_variant = {(r["codec"], r["input_size"]): r for r in rows}
     assert sorted(by_variant) == [("dark", "128x96"), ("dark", "64x64"), ("legacy", "128x96"), ("legacy", "64x64")]
     for job, row in enumerate(rows):
