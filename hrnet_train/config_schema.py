@@ -29,6 +29,7 @@ OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
 BOX_SOURCES = ("gt", "det")
 NMS_MODES = ("oks", "soft", "none")
 LOGGER_NAMES = ("tensorboard", "csv")
+TASKS = ("pose", "face", "segmentation")
 
 
 class ConfigError(ValueError):
@@ -326,8 +327,10 @@ class TrainConfig:
     output_dir: str | None = None  # where a single run writes (Hydra's run dir); run_dir is what it became
     run_dir: str | None = None
     optimized_metric: str = "val/AP"  # what train.py returns to a Hydra sweeper (hparams_search)
+    task: str = "pose"  # pose | face | segmentation: which training path (hrnet_train.training.tasks)
 
     def check(self, prefix: str) -> TrainConfig:
+        _one_of(self.task, TASKS, "task")
         if "name" not in self.codec:
             raise ConfigError("codec.name: missing (expected e.g. legacy, dark, udp)")
         return self

@@ -19,15 +19,10 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from hrnet_train.codecs import create_codec
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import TrainConfig
-from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.data.lspet import ensure_lspet_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
-from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
-from hrnet_train.models import create_model
-from hrnet_train.sizes import InputSize
 from hrnet_train.training.callbacks import (
     DatasetEpochSeeder,
     LoggingCadence,
@@ -35,15 +30,8 @@ from hrnet_train.training.callbacks import (
     ThroughputMonitor,
     TrainingClock,
 )
-from hrnet_train.training.checkpointing import (
-    CHECKPOINT_SUBDIR,
-    LAST_CHECKPOINT,
-    AtomicCheckpointIO,
-    checkpoint_hparams,
-    resolve_ckpt_path,
-)
-from hrnet_train.training.datamodule import PoseDataModule
-from hrnet_train.training.module import PoseLightningModule
+from hrnet_train.training.checkpointing import CHECKPOINT_SUBDIR, LAST_CHECKPOINT, AtomicCheckpointIO, resolve_ckpt_path
+from hrnet_train.training.tasks import TrainingTask, build_task
 from hrnet_train.trained_model import read_checkpoint
 
 RESOLVED_CONFIG_NAME = "config_resolved.yaml"
@@ -72,13 +60,8 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         ensure_synthetic_dataset(data.root, **data.synthetic)
     if data.lspet_source is not None:
         ensure_lspet_dataset(data.lspet_source, data.root)
-    input_size = data.input_hw
-    keypoints = load_keypoint_set(config.keypoints)
-    codec_options = dict(config.codec)
-    codec = create_codec(codec_options.pop("name"), input_size, **codec_options)
-    model = create_model(config.model, num_joints=keypoints.num_joints)
-    datamodule = PoseDataModule(data, config.eval, keypoints, codec, config.seed, uses_gpu=config.trainer.uses_gpu)
-    module = PoseLightningModule(model, config, keypoints, codec, checkpoint_hparams(resolved, input_size, keypoints.num_joints))
+    task = build_task(config, resolved)
+    module, datamodule, input_size = task.module, task.datamodule, task.input_size
 
     checkpoint = _best_checkpoint(config, run_dir)
     clock = TrainingClock()
@@ -99,7 +82,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     trainer = _build_trainer(config, run_dir, logger, callbacks)
 
     ckpt_path = resolve_ckpt_path(config.ckpt_path, run_dir, run_dir.parent)
-    _print_banner(config, module, trainer, datamodule, ckpt_path, run_dir, input_size)
+    _print_banner(config, task, trainer, ckpt_path, run_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - start
 
@@ -107,16 +90,15 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     # ddp_spawn validates in child processes: module attributes set there do not come back to this
     # process, only trainer.callback_metrics (float32) do.
-    stats = dict(module.last_stats) or {name: float(trainer.callback_metrics[f"val/{name}"]) for name in STAT_NAMES}
+    stats = dict(module.last_stats) or {name: float(trainer.callback_metrics[f"val/{name}"]) for name in task.stat_names}
     complexity = complexity_report(module.evaluated_model, input_size)
     report = {
-        "task": "pose",
+        "task": task.name,
         "experiment": config.experiment_name,
         "run_dir": str(run_dir),
         "best_checkpoint": best,
         "last_checkpoint": str(run_dir / CHECKPOINT_SUBDIR / LAST_CHECKPOINT) if config.callbacks.checkpoint.save_last else None,
-        "boxes": config.eval.boxes,
-        "flip_test": config.eval.flip_test,
+        **task.report_fields,
         "stats": stats,
         "model": config.model.get("name"),
         "input_size": str(input_size),
@@ -129,7 +111,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     }
     if isinstance(logger, TensorBoardLogger):
         logger.log_hyperparams(_hparam_summary(config, input_size), {f"hp/{k}": v for k, v in stats.items()})
-    _write_report(report, run_dir, config)
+    _write_report(report, run_dir, task)
     return report
 
 
@@ -227,16 +209,15 @@ def _save_resolved_config(resolved: Mapping[str, Any], run_dir: Path) -> None:
 
 
 @rank_zero_only
-def _print_banner(config: TrainConfig, module: PoseLightningModule, trainer: pl.Trainer, datamodule: PoseDataModule,
-                  ckpt_path: str | None, run_dir: Path, input_size: tuple[int, int]) -> None:
+def _print_banner(config: TrainConfig, task: TrainingTask, trainer: pl.Trainer, ckpt_path: str | None, run_dir: Path) -> None:
     global_batch = config.data.batch_size * trainer.world_size * trainer.accumulate_grad_batches
     opt = config.optimizer
-    scaled = module.scaled_lr(global_batch)
-    hashes = ", ".join(f"{k} {v}" for k, v in datamodule.file_hashes().items())
+    scaled = task.module.scaled_lr(global_batch)
+    hashes = ", ".join(f"{k} {v}" for k, v in task.datamodule.file_hashes().items())
     lines = [
         f"run dir        : {run_dir}",
-        f"experiment     : {config.experiment_name}  model {config.model.get('name')}  input {input_size}"
-        f"  codec {config.codec.get('name')} (sigma {config.codec.get('sigma')})  keypoints {config.keypoints.get('name')}",
+        f"experiment     : {config.experiment_name}  task {task.name}  model {config.model.get('name')}  input {task.input_size}"
+        f"  {task.describe}",
         f"devices        : {trainer.world_size} x {config.trainer.accelerator} ({trainer.num_devices} per node, {trainer.num_nodes} node(s))"
         f"  precision {config.trainer.lightning_precision}  channels_last {config.trainer.channels_last}"
         f"  torch threads {torch.get_num_threads()}  data workers {config.data.loader_workers()}",
@@ -270,14 +251,14 @@ def _hparam_summary(config: TrainConfig, input_size: tuple[int, int]) -> dict[st
 
 
 @rank_zero_only
-def _write_report(report: dict[str, Any], run_dir: Path, config: TrainConfig) -> None:
+def _write_report(report: dict[str, Any], run_dir: Path, task: TrainingTask) -> None:
     (run_dir / REPORT_NAME).write_text(json.dumps(report, indent=2))
-    box_source = "gt" if config.eval.boxes == "gt" else "detector"
     c = report["complexity"]
+    settings = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in task.report_fields.items())
     print(
         "\n=== final report ===\n"
-        + format_stats_table({f"{report['model']} {report['input_size']} (best ckpt)": report["stats"]}, box_source)
-        + f"\nflip test {report['flip_test']}, {report['epochs']} epochs, best checkpoint {report['best_checkpoint']}"
+        + task.final_table(report["stats"], f"{report['model']} {report['input_size']} (best ckpt)")
+        + f"\n{settings + ', ' if settings else ''}{report['epochs']} epochs, best checkpoint {report['best_checkpoint']}"
         + f"\nparams {c['params'] / 1e6:.3f} M, {c['paper_gmacs']:.3f} GMACs (paper convention), "
         f"{c['true_gmacs']:.3f} GMACs (true), {c['gflops']:.3f} GFLOPs at {c['input_size']}"
         + f"\nwall time {report['wall_seconds']:.1f} s (fit {report['fit_seconds']:.1f} s)  -> {run_dir / REPORT_NAME}",
