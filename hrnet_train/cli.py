@@ -58,9 +58,13 @@ def _train_app(cfg: DictConfig) -> float:
     from hrnet_train.training.launch import RankAudit
     from hrnet_train.training.runner import run_training
 
-    with stdout_copied_to(_hydra_log_file("train")):
-        report = run_training(config, resolved, extra_callbacks=[RankAudit(resolved, config.run_dir)])
-        print(f"total wall time (process) {time.perf_counter() - _PROCESS_START:.1f} s", flush=True)
+    try:
+        with stdout_copied_to(_hydra_log_file("train")):
+            report = run_training(config, resolved, extra_callbacks=[RankAudit(resolved, config.run_dir)])
+            print(f"total wall time (process) {time.perf_counter() - _PROCESS_START:.1f} s", flush=True)
+    except ConfigError as error:  # a checkpoint to resume or to start from that does not fit: before training
+        print(f"train.py: config error: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)
     metric = config.optimized_metric.removeprefix("val/")
     return float(report["stats"][metric])
 

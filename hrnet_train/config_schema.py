@@ -323,7 +323,10 @@ class TrainConfig:
     eval: EvalConfig
     logger: LoggerConfig
     callbacks: CallbacksConfig
-    ckpt_path: str | None = None
+    ckpt_path: str | None = None  # resume THIS run: its last.ckpt ("last") or a file of it
+    init_from: str | None = None  # fine-tune: copy weights from a checkpoint/.pth, new schedule
+    init_from_keypoints: str | None = None  # keypoint set of a bare .pth given to init_from (default coco17)
+    freeze_backbone_epochs: int = 0  # with init_from: train only the head for this many epochs
     output_dir: str | None = None  # where a single run writes (Hydra's run dir); run_dir is what it became
     run_dir: str | None = None
     optimized_metric: str = "val/AP"  # what train.py returns to a Hydra sweeper (hparams_search)
@@ -331,6 +334,20 @@ class TrainConfig:
 
     def check(self, prefix: str) -> TrainConfig:
         _one_of(self.task, TASKS, "task")
+        if self.ckpt_path is not None and self.init_from is not None:
+            raise ConfigError("ckpt_path / init_from: give one -- ckpt_path resumes a run (same schedule), "
+                              "init_from starts a new run from its weights")
+        if self.init_from is not None and not Path(self.init_from).expanduser().is_file():
+            raise ConfigError(f"init_from: checkpoint file {self.init_from!r} does not exist")
+        if self.init_from is not None and self.model.get("pretrained") is not None:
+            raise ConfigError("init_from / model.pretrained: give one (init_from copies the whole network)")
+        _at_least(self.freeze_backbone_epochs, 0, "freeze_backbone_epochs")
+        if self.freeze_backbone_epochs and self.init_from is None and self.model.get("pretrained") is None:
+            raise ConfigError("freeze_backbone_epochs: only with init_from=<file> or model.pretrained=<file> "
+                              "(a fresh backbone must train)")
+        pretrained = self.model.get("pretrained")
+        if pretrained is not None and not Path(str(pretrained)).expanduser().is_file():
+            raise ConfigError(f"model.pretrained: ImageNet checkpoint {pretrained!r} does not exist")
         if "name" not in self.codec:
             raise ConfigError("codec.name: missing (expected e.g. legacy, dark, udp)")
         return self
@@ -408,13 +425,15 @@ def validate_evaluate_config(cfg: Mapping[str, Any]) -> EvaluateConfig:
 
 def register_resolvers() -> None:
     """OmegaConf resolvers the config tree uses: ``${hrnet_data_dir:}`` = the checkout's data/ folder,
-    ``${hrnet_shared_data_dir:}`` = the shared real data (``../shared/data`` or ``$HRNET_SHARED_DATA``)."""
+    ``${hrnet_shared_data_dir:}`` = the shared real data (``../shared/data`` or ``$HRNET_SHARED_DATA``),
+    ``${hrnet_models_dir:}`` = the checkout's committed models/."""
     from omegaconf import OmegaConf
 
-    from hrnet_train.paths import data_dir, shared_data_dir
+    from hrnet_train.paths import data_dir, models_dir, shared_data_dir
 
     OmegaConf.register_new_resolver("hrnet_data_dir", lambda: str(data_dir()), replace=True)
     OmegaConf.register_new_resolver("hrnet_shared_data_dir", lambda: str(shared_data_dir()), replace=True)
+    OmegaConf.register_new_resolver("hrnet_models_dir", lambda: str(models_dir()), replace=True)
 
 
 def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collection[str] | None = None) -> TrainConfig:

@@ -161,6 +161,22 @@ def load_coco(ann_file: str | Path) -> COCO:
     return coco
 
 
+def keypoint_category_id(coco: COCO, keypoints: KeypointSet, ann_file: str | Path = "<annotations>") -> int:
+    """The category whose annotations are the keypoint instances: COCO's person (1) when present, the
+    file's only category, or the one category that lists this keypoint set's joint names (custom
+    exports number their categories as they like: Label Studio from 0)."""
+    if PERSON_CATEGORY_ID in coco.cats or not coco.cats:
+        return PERSON_CATEGORY_ID
+    if len(coco.cats) == 1:
+        return int(next(iter(coco.cats)))
+    matching = [cid for cid, cat in coco.cats.items() if list(cat.get("keypoints") or []) == list(keypoints.names)]
+    if len(matching) == 1:
+        return int(matching[0])
+    listed = ", ".join(f"{cid} ({cat.get('name')})" for cid, cat in coco.cats.items())
+    raise ValueError(f"{ann_file}: no person category (id 1) and no single category listing the joints of "
+                     f"keypoint set {keypoints.name!r}; categories: {listed}")
+
+
 def clean_bbox(bbox: Sequence[float], width: int, height: int) -> tuple[float, float, float, float] | None:
     """Reference box sanitising (spec 3.1): clip to the image with the 1-px shrink; None if empty."""
     x, y, w, h = (float(v) for v in bbox)
@@ -189,17 +205,22 @@ def gt_records(
     """
     img_dir = Path(img_dir)
     expected = 3 * keypoints.num_joints
+    category_id = keypoint_category_id(coco, keypoints, ann_file)
     records = []
     for image_id in coco.getImgIds():
         image = coco.imgs[image_id]
         width, height = int(image["width"]), int(image["height"])
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
             where = f"{ann_file}: image {image_id} annotation {ann['id']}"
-            if ann["category_id"] != PERSON_CATEGORY_ID:
+            if ann["category_id"] != category_id:
                 continue
             raw = ann.get("keypoints")
             if raw is None:
-                raise ValueError(f"{where}: person annotation has no 'keypoints' field")
+                raise ValueError(
+                    f"{where}: person annotation has no 'keypoints' field (a box-only annotation: Label Studio's COCO "
+                    "export writes boxes and keypoints separately -- check the file with python -m "
+                    "hrnet_train.data.custom_keypoints ann_file=...)"
+                )
             if len(raw) != expected:
                 raise ValueError(
                     f"{where}: keypoint list has {len(raw)} values, expected {expected} "
@@ -379,11 +400,12 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ checks
 
     def _check_categories(self) -> None:
-        category = self.coco.cats.get(PERSON_CATEGORY_ID)
+        category_id = keypoint_category_id(self.coco, self.keypoints, self.ann_file)
+        category = self.coco.cats.get(category_id)
         names = category.get("keypoints") if category else None
         if names is not None and len(names) != self.keypoints.num_joints:
             raise ValueError(
-                f"{self.ann_file}: category {PERSON_CATEGORY_ID} lists {len(names)} keypoints, keypoint set "
+                f"{self.ann_file}: category {category_id} lists {len(names)} keypoints, keypoint set "
                 f"{self.keypoints.name!r} has {self.keypoints.num_joints}"
             )
 

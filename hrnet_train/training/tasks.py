@@ -15,15 +15,19 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+import torch
+
 from hrnet_train.codecs import create_codec
-from hrnet_train.config_schema import TrainConfig
+from hrnet_train.config_schema import ConfigError, TrainConfig
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
-from hrnet_train.keypoints import load_keypoint_set
+from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.models import create_model
 from hrnet_train.sizes import InputSize
 from hrnet_train.training.checkpointing import checkpoint_hparams
 from hrnet_train.training.datamodule import PoseDataModule
+from hrnet_train.training.fine_tune import BackboneFreeze, InitFromError, initialize_from
 from hrnet_train.training.module import PoseLightningModule
+from hrnet_train.trained_model import CheckpointError
 
 
 @dataclass
@@ -43,7 +47,9 @@ class TrainingTask:
     stat_names: tuple[str, ...]
     final_table: Callable[[Mapping[str, float], str], str]
     describe: str
+    init_summary: str = "from scratch"
     report_fields: dict[str, Any] = field(default_factory=dict)
+    callbacks: list[pl.Callback] = field(default_factory=list)
 
 
 def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
@@ -53,6 +59,7 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
     codec_options = dict(config.codec)
     codec = create_codec(codec_options.pop("name"), input_size, **codec_options)
     model = create_model(config.model, num_joints=keypoints.num_joints)
+    init_summary, callbacks = _initialise(model, config, keypoints, codec.channels_per_joint, input_size)
     datamodule = PoseDataModule(config.data, config.eval, keypoints, codec, config.seed, uses_gpu=config.trainer.uses_gpu)
     module = PoseLightningModule(model, config, keypoints, codec, checkpoint_hparams(resolved, input_size, keypoints.num_joints))
     box_source = "gt" if config.eval.boxes == "gt" else "detector"
@@ -64,8 +71,32 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
         stat_names=STAT_NAMES,
         final_table=lambda stats, label: format_stats_table({label: stats}, box_source),
         describe=f"codec {codec.name} (sigma {codec.sigma})  keypoints {keypoints.name} ({keypoints.num_joints})",
+        init_summary=init_summary,
         report_fields={"boxes": config.eval.boxes, "flip_test": config.eval.flip_test},
+        callbacks=callbacks,
     )
+
+
+def _initialise(
+    network: torch.nn.Module, config: TrainConfig, keypoints: KeypointSet, channels_per_joint: int, input_size: InputSize,
+) -> tuple[str, list[pl.Callback]]:
+    """Where the weights start (init_from, an ImageNet backbone, or scratch), said in one line for the
+    banner, and the backbone-freeze callback of a fine-tune."""
+    callbacks: list[pl.Callback] = []
+    if config.freeze_backbone_epochs:
+        callbacks.append(BackboneFreeze(config.freeze_backbone_epochs, getattr(network, "head_name", "final_layer")))
+    if config.init_from is not None:
+        try:
+            report = initialize_from(network, config.model, keypoints, channels_per_joint, input_size,
+                                     config.init_from, config.init_from_keypoints)
+        except (InitFromError, CheckpointError, FileNotFoundError) as error:
+            raise ConfigError(str(error)) from None
+        return report.summary(), callbacks
+    loaded = getattr(network, "pretrained_load", None)
+    if loaded is not None:
+        return loaded.summary(), callbacks
+    return ("from scratch (no model.pretrained: the reference recipe starts from ImageNet weights, "
+            "expect a lower AP on real data)"), callbacks
 
 
 TASK_BUILDERS: dict[str, Callable[[TrainConfig, Mapping[str, Any]], TrainingTask]] = {"pose": build_pose_task}
