@@ -13,7 +13,13 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from hrnet_train.config_schema import ConfigError, check_model_section, register_resolvers, validate_train_config
+from hrnet_train.config_schema import (
+    ConfigError,
+    check_codec_section,
+    check_model_section,
+    register_resolvers,
+    validate_train_config,
+)
 from hrnet_train.paths import config_dir
 
 CONFIG_ERROR_EXIT = 2
@@ -33,6 +39,7 @@ def train_main(cfg: DictConfig) -> float:
     try:
         config = validate_train_config(cfg)
         check_model_section(config)
+        check_codec_section(config)
         # Imported only now (it imports Lightning), so field errors above still fail in about a second.
         from hrnet_train.training.launch import check_launch, hydra_multirun
 
