@@ -288,3 +288,24 @@ def test_fused_adam_is_asked_for_only_when_told() -> None:
     assert build_optimizer("adam", params, 1e-3).defaults["fused"] is None  # CPU: PyTorch's default path
     assert build_optimizer("adamw", params, 1e-3, fused=True).defaults["fused"] is True
     assert not build_optimizer("sgd", params, 1e-3, fused=True).defaults.get("fused")
+
+
+def test_nvjpeg_decode_matches_the_cpu_decoder(coco_mini: Path, device: torch.device) -> None:
+    """--device cuda with torchvision: nvJPEG-decoded batches give the same targets, and images within the
+    two JPEG decoders' difference (IDCT and chroma upsampling differ; no exact equality expected)."""
+    from hrnet_train.data.gpu_decode import gpu_decode_available, nvjpeg_decoder
+
+    if device.type != "cuda" or not gpu_decode_available():
+        pytest.skip("needs --device cuda and torchvision (nvJPEG)")
+    ann_file, img_dir = mini_train(coco_mini)
+    codec = create_codec("legacy", INPUT)
+    decoded = TopDownCocoDataset(ann_file, img_dir, COCO17, codec, train=True, seed=4, pipeline="device")
+    deferred = TopDownCocoDataset(ann_file, img_dir, COCO17, codec, train=True, seed=4, pipeline="device", decode="gpu")
+    indices = list(range(0, len(decoded), 2))
+    transform = DeviceBatchTransform(codec).to(device)
+    on_gpu = transform(to_device(decode_jpeg_batch(_batches(deferred, collate_geometry, indices), nvjpeg_decoder(device)), device))
+    expected = transform(to_device(_batches(decoded, collate_geometry, indices), device))
+    assert torch.equal(on_gpu["target"], expected["target"]) and torch.equal(on_gpu["target_weight"], expected["target_weight"])
+    grey_levels = (on_gpu["image"] - expected["image"]).abs() * (255 * 0.224)
+    print(f"\nnvJPEG vs cv2 decode, crops: mean {float(grey_levels.mean()):.3f}, max {float(grey_levels.max()):.1f} grey levels")
+    assert float(grey_levels.mean()) < 2.0

@@ -285,3 +285,52 @@ def test_device_pipeline_reaches_the_cpu_path_ap(tmp_path: Path) -> None:
     print(f"\nsynthetic val AP after 3 epochs: cpu pipeline {ap['cpu']:.4f}, device pipeline {ap['device']:.4f}")
     assert ap["cpu"] > 0.3
     assert abs(ap["device"] - ap["cpu"]) <= 0.02
+
+
+class SyncCounter(pl.Callback):
+    """Counts synchronising CUDA calls (``torch.cuda.set_sync_debug_mode`` warnings) between consecutive
+    training-batch starts: one window = a step, its logging, and the next batch's transfer and build."""
+
+    def __init__(self, recorded: list) -> None:
+        self.recorded = recorded
+        self.windows: list[tuple[int, int]] = []  # (steps done when the window opened, syncs in it)
+        self._opened: tuple[int, int] | None = None
+
+    def _syncs(self) -> int:
+        return sum("synchronizing CUDA operation" in str(w.message) for w in self.recorded)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._opened is not None:
+            self.windows.append((self._opened[0], self._syncs() - self._opened[1]))
+        self._opened = (trainer.global_step, self._syncs())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._opened = None  # the window holding validation is not a step window
+
+
+def test_cuda_training_steps_do_not_wait_for_the_gpu(tiny_root: Path, tmp_path: Path, device: torch.device) -> None:
+    """--device cuda: a fit with the device pipeline, pinned memory and fused Adam makes no synchronising
+    CUDA call between two training steps, except on logging steps (and the first, warm-up, step)."""
+    import warnings
+
+    from hrnet_train.training.step_logging import is_logging_step
+
+    if device.type != "cuda":
+        pytest.skip("needs --device cuda")
+    config, resolved = _config(
+        tiny_root, tmp_path / "run", "trainer=gpu", "trainer.max_epochs=2", "trainer.precision=32",
+        "trainer.deterministic=false", "trainer.enable_progress_bar=true", "trainer.progress_refresh_rate=1",
+        "trainer.log_every_n_steps=4", "data.batch_size=4", "data.pipeline=device", "data.pin_memory=true",
+        "eval.num_vis_images=0",
+    )
+    with warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        counter = SyncCounter(recorded)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run_training(config, resolved, extra_callbacks=[counter])
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    quiet = [(done, syncs) for done, syncs in counter.windows if done > 0 and not is_logging_step(4, done + 1)]
+    print(f"\nsynchronising CUDA calls per step window (steps done, calls): {counter.windows}")
+    assert len(quiet) >= 6 and all(syncs == 0 for _, syncs in quiet), quiet

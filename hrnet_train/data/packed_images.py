@@ -101,25 +101,20 @@ def warp_packed(
             f"warp_packed: {batch} matrices need offsets ({batch},) and sizes ({batch}, 2), "
             f"got {tuple(offsets.shape)} and {tuple(sizes.shape)}"
         )
-    device = flat.device
-    out_h, out_w = output_hw
     x0, y0, fx, fy = fixed_point_sources(invert_affine_batch(matrices), output_hw)
     height = sizes[:, 0].view(batch, 1, 1)
     width = sizes[:, 1].view(batch, 1, 1)
-    start = offsets.view(batch, 1, 1)
-    pixels = flat.view(-1, 3)
-    crop = torch.zeros(batch, out_h, out_w, 3, dtype=torch.float32, device=device)
-    for dy, weight_y in ((0, 1.0 - fy), (1, fy)):
-        yi = y0 + dy
-        row_ok = (yi >= 0) & (yi < height)
-        row_start = start + torch.minimum(torch.clamp(yi, min=0), height - 1) * width
-        for dx, weight_x in ((0, 1.0 - fx), (1, fx)):
-            xi = x0 + dx
-            ok = row_ok & (xi >= 0) & (xi < width)
-            column = torch.minimum(torch.clamp(xi, min=0), width - 1)
-            if mirror is not None:
-                column = torch.where(mirror.view(batch, 1, 1), width - 1 - column, column)
-            index = row_start + column
-            weight = torch.where(ok, weight_y * weight_x, torch.zeros((), device=device))
-            crop += pixels[index].to(torch.float32) * weight[..., None]
+    # The two tap columns / rows of every output pixel (leading axis), their validity and their weights.
+    columns = torch.stack([x0, x0 + 1])
+    rows = torch.stack([y0, y0 + 1])
+    weight_x = torch.stack([1.0 - fx, fx]) * ((columns >= 0) & (columns < width))
+    weight_y = torch.stack([1.0 - fy, fy]) * ((rows >= 0) & (rows < height))
+    columns = torch.minimum(columns.clamp(min=0), width - 1)
+    if mirror is not None:
+        columns = torch.where(mirror.view(batch, 1, 1), width - 1 - columns, columns)
+    rows = torch.minimum(rows.clamp(min=0), height - 1)
+    index = (offsets.view(batch, 1, 1) + rows * width)[:, None] + columns[None, :]  # (2, 2, B, h, w): (dy, dx)
+    taps = flat.view(-1, 3)[index].to(torch.float32)  # (2, 2, B, h, w, 3)
+    weight = weight_y[:, None] * weight_x[None, :]  # exact: multiples of 1/1024
+    crop = (taps * weight[..., None]).sum(dim=(0, 1))
     return torch.round(crop)

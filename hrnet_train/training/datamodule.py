@@ -184,7 +184,9 @@ class PoseDataModule(pl.LightningDataModule):
             if self._jpeg_decoder is None:
                 from hrnet_train.data.gpu_decode import nvjpeg_decoder  # torchvision only when asked for
 
-                self._jpeg_decoder = nvjpeg_decoder(self.trainer.strategy.root_device)
+                # The device Lightning trains on; outside a Trainer (benchmarks) the current CUDA device.
+                device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cuda")
+                self._jpeg_decoder = nvjpeg_decoder(device)
             return decode_jpeg_batch(batch, self._jpeg_decoder, self.data.color_rgb)
         return batch
 

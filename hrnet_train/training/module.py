@@ -68,7 +68,7 @@ class PoseLightningModule(pl.LightningModule):
         # progress bar, the LR is a host tensor, and the bar gets a host copy of the loss on logging steps.
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
         self.log("train/lr", host_scalar(self.optimizers().param_groups[0]["lr"]), on_step=True, on_epoch=False, batch_size=size)
-        if is_logging_step(self.trainer, steps_done=self.global_step + 1):
+        if is_logging_step(self.trainer.log_every_n_steps, steps_done=self.global_step + 1):
             self.log("loss", loss.detach().cpu(), on_step=True, on_epoch=False, prog_bar=True, logger=False, batch_size=size)
         return loss
 

@@ -12,7 +12,6 @@ several per step.
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 
 
@@ -21,7 +20,7 @@ def host_scalar(value: float) -> torch.Tensor:
     return torch.tensor(float(value), dtype=torch.float32)
 
 
-def is_logging_step(trainer: pl.Trainer, steps_done: int) -> bool:
-    """Whether the optimiser step that completes ``steps_done`` steps is one Lightning writes to the logger."""
-    every = trainer.log_every_n_steps
-    return every > 0 and steps_done % every == 0
+def is_logging_step(log_every_n_steps: int, steps_done: int) -> bool:
+    """Whether the optimiser step that completes ``steps_done`` steps is one Lightning writes to the logger
+    (``Trainer.log_every_n_steps``; 0 = never)."""
+    return log_every_n_steps > 0 and steps_done % log_every_n_steps == 0
