@@ -101,9 +101,13 @@ def warp_packed(
             f"warp_packed: {batch} matrices need offsets ({batch},) and sizes ({batch}, 2), "
             f"got {tuple(offsets.shape)} and {tuple(sizes.shape)}"
         )
+    if flat.numel() // 3 >= 2**31:
+        raise ValueError(f"warp_packed: {flat.numel() // 3} packed pixels exceed int32 indexing; use smaller batches")
+    # int32 index arithmetic: the packed pixels fit, and it is several times faster than int64 on CPUs.
     x0, y0, fx, fy = fixed_point_sources(invert_affine_batch(matrices), output_hw)
-    height = sizes[:, 0].view(batch, 1, 1)
-    width = sizes[:, 1].view(batch, 1, 1)
+    x0, y0 = x0.to(torch.int32), y0.to(torch.int32)
+    height = sizes[:, 0].to(torch.int32).view(batch, 1, 1)
+    width = sizes[:, 1].to(torch.int32).view(batch, 1, 1)
     # The two tap columns / rows of every output pixel (leading axis), their validity and their weights.
     columns = torch.stack([x0, x0 + 1])
     rows = torch.stack([y0, y0 + 1])
@@ -113,8 +117,10 @@ def warp_packed(
     if mirror is not None:
         columns = torch.where(mirror.view(batch, 1, 1), width - 1 - columns, columns)
     rows = torch.minimum(rows.clamp(min=0), height - 1)
-    index = (offsets.view(batch, 1, 1) + rows * width)[:, None] + columns[None, :]  # (2, 2, B, h, w): (dy, dx)
-    taps = flat.view(-1, 3)[index].to(torch.float32)  # (2, 2, B, h, w, 3)
+    index = (offsets.to(torch.int32).view(batch, 1, 1) + rows * width)[:, None] + columns[None, :]  # (2, 2, B, h, w)
+    # index_select (not advanced indexing: several times faster on CPUs); uint8 taps are promoted to
+    # float32 inside the multiply, so no float copy of them is made.
+    taps = flat.view(-1, 3).index_select(0, index.reshape(-1)).view(*index.shape, 3)  # (2, 2, B, h, w, 3)
     weight = weight_y[:, None] * weight_x[None, :]  # exact: multiples of 1/1024
     crop = (taps * weight[..., None]).sum(dim=(0, 1))
     return torch.round(crop)
