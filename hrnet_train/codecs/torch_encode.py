@@ -73,20 +73,33 @@ class LegacyEncoder(nn.Module):
         return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device)), weight
 
 
-class SubpixelGaussianEncoder(nn.Module):
-    """``subpixel_gaussian_targets`` batched (DARK; UDP ``gaussian``): unrounded centres = joints x ``factor``."""
+class _UnroundedCentreEncoder(nn.Module):
+    """Shared part of the encoders with unrounded centres = joints x ``factor``: a joint whose window of
+    half-size ``reach`` misses the map gets weight 0 (the numpy codecs' visibility rule)."""
 
-    def __init__(self, codec: HeatmapCodec, factor: tuple[float, float]) -> None:
+    def __init__(self, codec: HeatmapCodec, factor: tuple[float, float], reach: float) -> None:
         super().__init__()
         self.heatmap_size = codec.heatmap_size
-        self.sigma = codec.sigma
         self.factor_x, self.factor_y = (float(f) for f in factor)
+        self.reach = float(reach)
 
-    def forward(self, joints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def centres(self, joints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """mu_x, mu_y, weight (B, J) and the map's column / row coordinates, all float64 but the weight."""
         joints, weight = encoder_inputs(joints, visible)
         mu_x, mu_y = joints[..., 0] * self.factor_x, joints[..., 1] * self.factor_y
-        weight = weight.masked_fill(_outside(mu_x, mu_y, 3 * self.sigma, self.heatmap_size), 0.0)
-        cols, rows = _axes(self.heatmap_size, joints.device)
+        weight = weight.masked_fill(_outside(mu_x, mu_y, self.reach, self.heatmap_size), 0.0)
+        return (mu_x, mu_y, weight, *_axes(self.heatmap_size, joints.device))
+
+
+class SubpixelGaussianEncoder(_UnroundedCentreEncoder):
+    """``subpixel_gaussian_targets`` batched (DARK; UDP ``gaussian``): Gaussians at the unrounded centres."""
+
+    def __init__(self, codec: HeatmapCodec, factor: tuple[float, float]) -> None:
+        super().__init__(codec, factor, reach=3 * codec.sigma)
+        self.sigma = codec.sigma
+
+    def forward(self, joints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu_x, mu_y, weight, cols, rows = self.centres(joints, visible)
         denominator = 2 * self.sigma**2
         gx = torch.exp(-((cols - mu_x[..., None]) ** 2) / denominator).to(torch.float32)  # (B, J, w)
         gy = torch.exp(-((rows - mu_y[..., None]) ** 2) / denominator).to(torch.float32)  # (B, J, h)
@@ -94,20 +107,15 @@ class SubpixelGaussianEncoder(nn.Module):
         return gy[..., :, None] * gx[..., None, :], weight
 
 
-class UdpCombinedEncoder(nn.Module):
+class UdpCombinedEncoder(_UnroundedCentreEncoder):
     """``UdpCodec`` ``combined`` targets batched: disk of radius R and the offsets inside it, 3 channels per joint."""
 
     def __init__(self, codec: HeatmapCodec, factor: tuple[float, float]) -> None:
-        super().__init__()
-        self.heatmap_size = codec.heatmap_size
+        super().__init__(codec, factor, reach=codec.radius)
         self.radius = codec.radius
-        self.factor_x, self.factor_y = (float(f) for f in factor)
 
     def forward(self, joints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        joints, weight = encoder_inputs(joints, visible)
-        mu_x, mu_y = joints[..., 0] * self.factor_x, joints[..., 1] * self.factor_y
-        weight = weight.masked_fill(_outside(mu_x, mu_y, self.radius, self.heatmap_size), 0.0)
-        cols, rows = _axes(self.heatmap_size, joints.device)
+        mu_x, mu_y, weight, cols, rows = self.centres(joints, visible)
         offset_x = ((mu_x[..., None] - cols) / self.radius)[..., None, :]  # (B, J, 1, w), float64 like numpy
         offset_y = ((mu_y[..., None] - rows) / self.radius)[..., :, None]  # (B, J, h, 1)
         disk = (offset_x**2 + offset_y**2 <= 1.0) & (weight > 0.5)[..., None, None]
