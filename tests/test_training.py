@@ -253,17 +253,25 @@ def test_datamodule_builds_device_batches(tiny_root: Path, tmp_path: Path) -> No
     assert datamodule.on_after_batch_transfer(validation, 0) is validation  # validation stays on the CPU path
 
 
-def test_compile_switch_compiles_the_model_in_place(tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_switch_compiles_the_training_forward_only(tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hrnet_train.models import create_model
     from hrnet_train.training.module import PoseLightningModule
 
     calls = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: calls.append((type(self).__name__, kwargs)))
+
+    def fake_compile(function, mode):
+        calls.append((function, mode))
+        return lambda images: function(images) * 0.0  # tells compiled from eager calls apart
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
     config, _ = _config(tiny_root, tmp_path / "run", "trainer.compile=reduce-overhead")
     model = create_model(config.model, num_joints=17)
     module = PoseLightningModule(model, config, load_keypoint_set(config.keypoints), create_codec("legacy", config.data.input_hw), {})
-    assert calls == [(type(model).__name__, {"mode": "reduce-overhead"})]
-    assert all("_orig_mod" not in key for key in module.state_dict())  # checkpoints keep their parameter names
+    assert calls == [(model.forward, "reduce-overhead")]
+    images = torch.randn(2, 3, 128, 96)
+    assert not module(images).any()  # training forward: the compiled one
+    assert module.validation.heatmaps(module.evaluated_model.eval(), images).any()  # validation: eager
+    assert set(module.state_dict()) == {f"model.{key}" for key in model.state_dict()}  # checkpoints keep their keys
 
 
 @pytest.mark.slow

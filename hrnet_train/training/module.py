@@ -44,8 +44,11 @@ class PoseLightningModule(pl.LightningModule):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.ema = ModelEMA(model, config.ema.decay) if config.ema.enabled else None
-        if config.trainer.compile is not None:  # in place: parameter names and checkpoints stay the same
-            self.model.compile(mode=config.trainer.compile)
+        # Only the training forward is compiled: validation (eval mode, other batch sizes, the EMA copy)
+        # stays eager, so the compiled graph sees one static shape (drop_last) and CUDA graphs
+        # (mode reduce-overhead) apply. A compiled bound method is no submodule: checkpoints keep their keys.
+        mode = config.trainer.compile
+        self._compiled_forward = None if mode is None else torch.compile(self.model.forward, mode=mode)
         self.validation = PoseValidation(codec, keypoints, config.eval)
         self.last_stats: dict[str, float] = {}
         self.last_table = ""
@@ -58,7 +61,8 @@ class PoseLightningModule(pl.LightningModule):
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self._prepare(images))
+        network = self._compiled_forward or self.model
+        return network(self._prepare(images))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         heatmaps = self(batch["image"])
