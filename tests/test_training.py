@@ -103,8 +103,9 @@ def test_fit_writes_checkpoints_tensorboard_and_ap(tiny_root: Path, tmp_path: Pa
     assert "val/predictions_vs_gt" in events.Tags()["images"]
 
 
-def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path) -> None:
-    schedule = ("scheduler.name=multistep", "scheduler.milestones=[1]", "scheduler.warmup_iters=0")
+@pytest.mark.parametrize("pipeline", ["cpu", "device"])
+def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path, pipeline: str) -> None:
+    schedule = ("scheduler.name=multistep", "scheduler.milestones=[1]", "scheduler.warmup_iters=0", f"data.pipeline={pipeline}")
     full_config, full_resolved = _config(tiny_root, tmp_path / "full", *schedule)
     run_training(full_config, full_resolved)
 

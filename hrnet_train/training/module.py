@@ -58,7 +58,8 @@ class PoseLightningModule(pl.LightningModule):
     # ------------------------------------------------------------------ training
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+        # Both ways explicit: device-pipeline batches arrive as channels-last views (a no-op for CPU batches).
+        return images.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         network = self._compiled_forward or self.model
