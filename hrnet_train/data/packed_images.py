@@ -3,7 +3,7 @@
 Why a packed buffer and not a padded (B, 3, H_max, W_max) batch for ``grid_sample``: COCO images come
 in both orientations and, with reduced JPEG decode, at 1/1 to 1/8 of their size in one batch, so
 padding would move and convert mostly zeros. Here every image is stored once (H*W*3 bytes, HWC) and
-the crop gathers only the four bilinear taps of each output pixel, converting just those to float.
+the crop gathers only the four bilinear taps of each output pixel.
 
 The sampler reproduces ``cv2.warpAffine(image, M, (w, h), flags=INTER_LINEAR)`` with the default
 constant-0 border: pixel centres at integer coordinates, output pixel (u, v) samples the source at
@@ -29,14 +29,15 @@ _ROUND_DELTA = _AB_SCALE // _INTER_TAB // 2  # rounds the 1/1024 position to the
 
 def pack_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """HxWx3 uint8 images -> (flat buffer (sum H*W*3,) uint8, first-pixel offsets (B,) int64, sizes (B, 2) [H, W])."""
+    if not images:
+        raise ValueError("pack_images: no images")
     for image in images:
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"pack_images: expected HxWx3 uint8 images, got {tuple(image.shape)} {image.dtype}")
-    sizes = torch.tensor([image.shape[:2] for image in images], dtype=torch.int64).reshape(-1, 2)
+    sizes = torch.tensor([image.shape[:2] for image in images], dtype=torch.int64)
     pixels = sizes[:, 0] * sizes[:, 1]
     offsets = torch.cumsum(pixels, 0) - pixels
-    flat = torch.cat([image.reshape(-1) for image in images]) if images else torch.zeros(0, dtype=torch.uint8)
-    return flat, offsets, sizes
+    return torch.cat([image.reshape(-1) for image in images]), offsets, sizes
 
 
 def invert_affine_batch(matrices: torch.Tensor) -> torch.Tensor:
