@@ -42,6 +42,7 @@ from train_step import INPUT_SIZE, MODES, SMALL_MODEL, Mode, make_train_step
 from hrnet_train.codecs import create_codec
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import DataConfig, EvalConfig
+from hrnet_train.data.pipeline_options import gpu_decode_available
 from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.models import create_model
 from hrnet_train.paths import shared_data_dir
@@ -195,7 +196,7 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 3)
     mode_name = args.mode or ("channels_last+fused" if gpu else "bf16+channels_last")
     mode = MODES.get(mode_name) or Mode.parse(mode_name)
-    nvjpeg = gpu and importlib.util.find_spec("torchvision") is not None
+    nvjpeg = gpu and gpu_decode_available()
     path_names = args.paths.split(",") if args.paths else [name for name in PATHS if nvjpeg or "nvjpeg" not in name]
     unknown = [name for name in path_names if name not in PATHS]
     if unknown:

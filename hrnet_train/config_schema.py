@@ -10,7 +10,6 @@ training needs and passed on as plain dicts; their builders validate the rest.
 
 from __future__ import annotations
 
-import importlib.util
 import types
 import typing
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hrnet_train.data.pipeline_options import CROP_AUGMENTATIONS, check_pipeline
+from hrnet_train.data.pipeline_options import CROP_AUGMENTATIONS, check_pipeline, gpu_decode_available
 from hrnet_train.sizes import InputSize
 
 PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
@@ -312,7 +311,7 @@ class TrainConfig:
         if self.data.decode == "gpu":
             if not self.trainer.uses_gpu:
                 raise ConfigError(f"data.decode: gpu needs trainer.accelerator=gpu, got {self.trainer.accelerator!r}")
-            if importlib.util.find_spec("torchvision") is None:
+            if not gpu_decode_available():
                 raise ConfigError("data.decode: gpu decodes with torchvision's nvJPEG, and torchvision is not installed")
         return self
 

@@ -293,7 +293,8 @@ def test_fused_adam_is_asked_for_only_when_told() -> None:
 def test_nvjpeg_decode_matches_the_cpu_decoder(coco_mini: Path, device: torch.device) -> None:
     """--device cuda with torchvision: nvJPEG-decoded batches give the same targets, and images within the
     two JPEG decoders' difference (IDCT and chroma upsampling differ; no exact equality expected)."""
-    from hrnet_train.data.gpu_decode import gpu_decode_available, nvjpeg_decoder
+    from hrnet_train.data.gpu_decode import nvjpeg_decoder
+    from hrnet_train.data.pipeline_options import gpu_decode_available
 
     if device.type != "cuda" or not gpu_decode_available():
         pytest.skip("needs --device cuda and torchvision (nvJPEG)")

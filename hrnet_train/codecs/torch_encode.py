@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from hrnet_train.codecs.base import HeatmapCodec
+from hrnet_train.codecs.legacy import reference_gaussian_patch
 
 
 def encoder_inputs(joints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +49,7 @@ class LegacyEncoder(nn.Module):
         h, w = codec.heatmap_size
         self.stride_x = codec.input_size[1] / w
         self.stride_y = codec.input_size[0] / h
-        self.register_buffer("patch", torch.from_numpy(codec._patch.copy()), persistent=False)
+        self.register_buffer("patch", torch.from_numpy(reference_gaussian_patch(codec.sigma)), persistent=False)
 
     def forward(self, joints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         joints, weight = encoder_inputs(joints, visible)

@@ -1,23 +1,17 @@
 """Optional JPEG decoding on the GPU (``data.decode=gpu``) with torchvision's nvJPEG ``decode_jpeg``.
 
-Never a dependency: torchvision is looked up only when this option is asked for, and imported only
-when the decoder is built, so CPU-only installs never load it. Install a torchvision built for the
+Never a dependency: torchvision is looked up only when this option is asked for
+(:func:`~hrnet_train.data.pipeline_options.gpu_decode_available`), and imported only when the
+decoder is built, so CPU-only installs never load it. Install a torchvision built for the
 same torch and CUDA as the environment's torch to use it; without it the loader workers decode.
 (NVIDIA DALI or nvImageCodec would decode as well; torchvision is what CUDA torch installs usually have.)
 """
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
 from hrnet_train.data.device_pipeline import JpegDecoder
-
-
-def gpu_decode_available() -> bool:
-    """Whether torchvision can be imported, found without importing it (config validation runs on CPU-only installs too)."""
-    return importlib.util.find_spec("torchvision") is not None
 
 
 def nvjpeg_decoder(device: torch.device) -> JpegDecoder:

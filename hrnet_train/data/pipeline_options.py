@@ -7,6 +7,7 @@ and a direct ``TopDownCocoDataset(...)`` call are held to the same rules.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 
 PIPELINES = ("cpu", "device")  # cpu: crop + targets in the loader workers; device: on the accelerator
@@ -32,3 +33,8 @@ def check_pipeline(pipeline: str, decode: str, crop_augmentations: Iterable[str]
             f"data.augment.{enabled[0]}: photometric/occlusion augmentation runs on the CPU crop "
             f"(albumentations); with data.pipeline=device switch it off, or use data.pipeline=cpu"
         )
+
+
+def gpu_decode_available() -> bool:
+    """Whether torchvision (nvJPEG, ``data.decode=gpu``) is installed, found without importing it."""
+    return importlib.util.find_spec("torchvision") is not None
