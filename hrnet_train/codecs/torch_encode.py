@@ -71,7 +71,7 @@ class LegacyEncoder(nn.Module):
         col_index = col_offset.clamp(0, size - 1).long()
         values = self.patch[row_index[..., :, None], col_index[..., None, :]]  # (B, J, h, w)
         keep = row_ok[..., :, None] & col_ok[..., None, :] & (weight > 0.5)[..., None, None]
-        return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device)), weight
+        return values.masked_fill(~keep, 0.0), weight
 
 
 class _UnroundedCentreEncoder(nn.Module):
@@ -120,9 +120,8 @@ class UdpCombinedEncoder(_UnroundedCentreEncoder):
         offset_x = ((mu_x[..., None] - cols) / self.radius)[..., None, :]  # (B, J, 1, w), float64 like numpy
         offset_y = ((mu_y[..., None] - rows) / self.radius)[..., :, None]  # (B, J, h, 1)
         disk = (offset_x**2 + offset_y**2 <= 1.0) & (weight > 0.5)[..., None, None]
-        zero = torch.zeros((), dtype=torch.float64, device=joints.device)
         target = torch.stack(
-            [disk.to(torch.float64), torch.where(disk, offset_x, zero), torch.where(disk, offset_y, zero)], dim=2
+            [disk.to(torch.float64), torch.where(disk, offset_x, 0.0), torch.where(disk, offset_y, 0.0)], dim=2
         ).to(torch.float32)  # (B, J, 3, h, w): joint-major channels 3k + {0, 1, 2}
         batch, num_joints = weight.shape
         return target.reshape(batch, num_joints * 3, *self.heatmap_size), weight
