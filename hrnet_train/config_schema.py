@@ -55,7 +55,7 @@ class TrainerConfig:
     channels_last: bool = False
     tf32: bool = False  # GPU only: fp32 convolutions/matmuls on TF32 tensor cores (runner._set_tf32)
     num_threads: int | None = None  # torch intra-op threads of the main process; null = torch default
-    compile: str | None = None  # torch.compile mode of the model (COMPILE_MODES); null = eager
+    compile: str | None = None  # torch.compile mode of the training forward (COMPILE_MODES); null = eager
     enable_progress_bar: bool = True
     progress_refresh_rate: int = 1
 
