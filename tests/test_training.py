@@ -297,21 +297,21 @@ def test_device_pipeline_reaches_the_cpu_path_ap(tmp_path: Path) -> None:
 
 
 class SyncCounter(pl.Callback):
-    """Counts synchronising CUDA calls (``torch.cuda.set_sync_debug_mode`` warnings) between consecutive
-    training-batch starts: one window = a step, its logging, and the next batch's transfer and build."""
+    """Collects synchronising CUDA calls (``torch.cuda.set_sync_debug_mode`` warnings, by Python call site)
+    between consecutive training-batch starts: one window = a step, its logging, the next batch's transfer
+    and build."""
 
     def __init__(self, recorded: list) -> None:
         self.recorded = recorded
-        self.windows: list[tuple[int, int]] = []  # (steps done when the window opened, syncs in it)
+        self.windows: list[tuple[int, list[str]]] = []  # (steps done when the window opened, call sites)
         self._opened: tuple[int, int] | None = None
-
-    def _syncs(self) -> int:
-        return sum("synchronizing CUDA operation" in str(w.message) for w in self.recorded)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._opened is not None:
-            self.windows.append((self._opened[0], self._syncs() - self._opened[1]))
-        self._opened = (trainer.global_step, self._syncs())
+            done, first = self._opened
+            sites = [f"{w.filename}:{w.lineno}" for w in self.recorded[first:] if "synchronizing CUDA" in str(w.message)]
+            self.windows.append((done, sites))
+        self._opened = (trainer.global_step, len(self.recorded))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._opened = None  # the window holding validation is not a step window
@@ -340,6 +340,6 @@ def test_cuda_training_steps_do_not_wait_for_the_gpu(tiny_root: Path, tmp_path: 
             run_training(config, resolved, extra_callbacks=[counter])
         finally:
             torch.cuda.set_sync_debug_mode(0)
-    quiet = [(done, syncs) for done, syncs in counter.windows if done > 0 and not is_logging_step(4, done + 1)]
-    print(f"\nsynchronising CUDA calls per step window (steps done, calls): {counter.windows}")
-    assert len(quiet) >= 6 and all(syncs == 0 for _, syncs in quiet), quiet
+    quiet = [(done, sites) for done, sites in counter.windows if done > 0 and not is_logging_step(4, done + 1)]
+    print(f"\nsynchronising CUDA calls per step window (steps done, count): {[(d, len(s)) for d, s in counter.windows]}")
+    assert len(quiet) >= 6 and all(not sites for _, sites in quiet), quiet
