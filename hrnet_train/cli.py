@@ -20,7 +20,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE
-from hrnet_train.config_schema import ConfigError, check_model_section, register_resolvers, validate_train_config
+from hrnet_train.config_schema import (
+    ConfigError,
+    check_codec_section,
+    check_model_section,
+    register_resolvers,
+    validate_train_config,
+)
 from hrnet_train.override_check import check_overrides
 from hrnet_train.paths import config_dir
 from hrnet_train.run_log import stdout_copied_to
@@ -46,6 +52,7 @@ def _train_app(cfg: DictConfig) -> float:
     try:
         config = validate_train_config(cfg)
         check_model_section(config)
+        check_codec_section(config)
         # Imported only now (it imports Lightning), so field errors above still fail in about a second.
         from hrnet_train.training.launch import check_launch, hydra_multirun
 

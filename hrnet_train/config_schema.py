@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline, gpu_decode_available
 from hrnet_train.plain import to_plain
 from hrnet_train.sizes import InputSize
 
@@ -30,6 +31,8 @@ BOX_SOURCES = ("gt", "det")
 NMS_MODES = ("oks", "soft", "none")
 LOGGER_NAMES = ("tensorboard", "csv")
 TASKS = ("pose", "face", "segmentation")
+# torch.compile modes (reduce-overhead = CUDA graphs: static shapes, which drop_last guarantees in training).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(ValueError):
@@ -72,6 +75,7 @@ class TrainerConfig:
     channels_last: bool = False
     tf32: bool = False  # GPU only: fp32 convolutions/matmuls on TF32 tensor cores (runner._set_tf32)
     num_threads: int | None = None  # torch intra-op threads of the main process; null = torch default
+    compile: str | None = None  # torch.compile mode of the training forward (COMPILE_MODES); null = eager
     enable_progress_bar: bool | None = None  # None: only when stderr is a terminal (see progress_bar)
     progress_refresh_rate: int = 1
 
@@ -85,6 +89,8 @@ class TrainerConfig:
         _at_least(self.num_sanity_val_steps, 0, f"{prefix}.num_sanity_val_steps")
         if self.num_threads is not None:
             _at_least(self.num_threads, 1, f"{prefix}.num_threads")
+        if self.compile is not None:
+            _one_of(self.compile, COMPILE_MODES, f"{prefix}.compile")
         if self.gradient_clip_val is not None:
             _at_least(self.gradient_clip_val, 0.0, f"{prefix}.gradient_clip_val")
         for name in ("limit_train_batches", "limit_val_batches"):
@@ -129,6 +135,8 @@ class DataConfig:
     synthetic: dict = field(default_factory=dict)
     lspet_source: str | None = None   # LSPET folder (joints.mat + images/) converted into root when missing
     augment: dict = field(default_factory=dict)
+    pipeline: str = "cpu"  # training crops + targets: cpu (loader workers) | device (accelerator, batched)
+    decode: str = "cpu"  # JPEG decode: cpu (loader workers) | gpu (nvJPEG via torchvision, device pipeline)
 
     def check(self, prefix: str) -> DataConfig:
         try:
@@ -139,6 +147,11 @@ class DataConfig:
             _at_least(getattr(self, name), 1, f"{prefix}.{name}")
         if self.num_workers is not None:
             _at_least(self.num_workers, 0, f"{prefix}.num_workers")
+        crop_augmentations = [name for name in CROP_AUGMENTATIONS if self.augment.get(name)]
+        try:
+            check_pipeline(self.pipeline, self.decode, crop_augmentations)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if self.lspet_source is not None and not (Path(self.lspet_source).expanduser() / "joints.mat").is_file():
             raise ConfigError(f"{prefix}.lspet_source: no joints.mat in {self.lspet_source!r} (expected the LSPET folder)")
         if not self.generate_synthetic and self.lspet_source is None and not Path(self.root).expanduser().is_dir():
@@ -350,6 +363,11 @@ class TrainConfig:
             raise ConfigError(f"model.pretrained: ImageNet checkpoint {pretrained!r} does not exist")
         if "name" not in self.codec:
             raise ConfigError("codec.name: missing (expected e.g. legacy, dark, udp)")
+        if self.data.decode == "gpu":
+            if not self.trainer.uses_gpu:
+                raise ConfigError(f"data.decode: gpu needs trainer.accelerator=gpu, got {self.trainer.accelerator!r}")
+            if not gpu_decode_available():
+                raise ConfigError("data.decode: gpu decodes with torchvision's nvJPEG, and torchvision is not installed")
         return self
 
     @property
@@ -560,3 +578,17 @@ def check_model_section(config: TrainConfig) -> None:
         config.data.input_hw.check_multiple(spec.input_multiple, "data.input_size", f"model {name}: input_multiple")
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def check_codec_section(config: TrainConfig) -> None:
+    """With ``data.pipeline=device`` the codec must have a batched torch encoder (imports torch, not
+    Lightning); an unknown codec name is left to the codec factory's error. Raises ConfigError."""
+    from hrnet_train.codecs import CODECS
+
+    codec = CODECS.get(config.codec.get("name"))
+    if config.data.pipeline == "device" and codec is not None and not codec.has_torch_encoder():
+        with_encoder = sorted(name for name, cls in CODECS.items() if cls.has_torch_encoder())
+        raise ConfigError(
+            f"data.pipeline: device builds targets with the codec's torch encoder, and codec.name="
+            f"{config.codec['name']!r} has none (codecs with one: {with_encoder}); use data.pipeline=cpu"
+        )

@@ -6,7 +6,8 @@ mixing them is what costs AP (spec section 9). The convention is declared once p
 (``pixel_convention``: ``"size"`` = the reference's, ``"unit"`` = UDP's unit length, see
 ``hrnet_train/geometry.py``); crop and back-projection transforms, the heatmap -> crop-pixel ratio
 and the NumPy back-projection of exported keypoints all follow from it. Each codec also returns its
-torch decoder (``torch_decoder()``, for the GPU and ONNX), so adding a codec touches its own file.
+torch decoder (``torch_decoder()``, for the GPU and ONNX) and, where it has one, its batched torch
+encoder (``torch_encoder()``, for ``data.pipeline=device``), so adding a codec touches its own file.
 Encoding/decoding are plain numpy; ``flip_back`` also accepts torch tensors (flip test runs on model outputs).
 """
 
@@ -76,6 +77,19 @@ class HeatmapCodec(ABC):
     @abstractmethod
     def torch_decoder(self) -> nn.Module:
         """A torch module reproducing ``decode`` + the heatmap -> crop-pixel mapping (GPU, ONNX export)."""
+
+    def torch_encoder(self) -> nn.Module:
+        """A torch module reproducing ``encode`` for a batch: (joints (B, J, 2+), visible (B, J)) ->
+        (target (B, C*J, h, w), target_weight (B, J)). Codecs without one train on the CPU path only."""
+        raise NotImplementedError(
+            f"codec {self.name!r} has no torch encoder, so it cannot build targets on the device: "
+            f"use data.pipeline=cpu"
+        )
+
+    @classmethod
+    def has_torch_encoder(cls) -> bool:
+        """Whether the codec overrides ``torch_encoder`` (checked by the config before any data is built)."""
+        return cls.torch_encoder is not HeatmapCodec.torch_encoder
 
     @abstractmethod
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

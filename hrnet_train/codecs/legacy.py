@@ -49,6 +49,11 @@ class LegacyCodec(HeatmapCodec):
 
         return LegacyDecoder(self)
 
+    def torch_encoder(self) -> nn.Module:
+        from hrnet_train.codecs.torch_encode import LegacyEncoder
+
+        return LegacyEncoder(self)
+
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         joints, weight = encode_inputs(joints, visible)
         num_joints = len(joints)

@@ -35,7 +35,8 @@ from hrnet_train.data.augment import (
     flip_joints,
     sample_augmentation,
 )
-from hrnet_train.image_io import read_image, reduced_to_full
+from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline
+from hrnet_train.image_io import read_image, read_jpeg_bytes, reduced_to_full
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.geometry import PIXEL_STD, affine_points, box_to_center_scale
 from hrnet_train.normalization import normalize_image
@@ -320,6 +321,12 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     least that much: the crop then samples a DCT box-filtered image (different, slightly smoother pixels,
     identical geometry and targets), decode is cheaper.
     Normalisation is ImageNet mean/std as one float32 multiply-add (:func:`normalize_image`).
+
+    ``pipeline="device"`` (training on the accelerator, see ``hrnet_train/data/device_pipeline.py``):
+    a sample is only the decoded uint8 image (``"pixels"``), how to sample it (``"crop_matrix"``,
+    ``"mirror"``: :func:`pixel_transform`) and ``"meta"`` (crop-pixel joints included), drawn from the
+    same random stream as the CPU path; the batch is cropped and encoded on the device. ``decode="gpu"`` (device pipeline
+    only) hands over the JPEG bytes (``"jpeg"``) instead, for nvJPEG decoding there.
     """
 
     def __init__(
@@ -340,6 +347,8 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         check_files: bool = True,
         drop_invalid_boxes: bool = False,
         max_decode_reduction: int = 1,
+        pipeline: str = "cpu",
+        decode: str = "cpu",
     ) -> None:
         self.ann_file = Path(ann_file)
         self.img_dir = Path(img_dir)
@@ -355,6 +364,9 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         if max_decode_reduction not in (1, 2, 4, 8):
             raise ValueError(f"TopDownCocoDataset: max_decode_reduction must be 1, 2, 4 or 8, got {max_decode_reduction}")
         self.max_decode_reduction = max_decode_reduction
+        crop_augmentations = [name for name in CROP_AUGMENTATIONS if train and getattr(self.augment, name)]
+        check_pipeline(pipeline, decode, crop_augmentations)
+        self.pipeline, self.decode = pipeline, decode
         height, width = codec.input_size
         self.aspect_ratio = width / height
         self.coco = load_coco(self.ann_file)
@@ -432,8 +444,11 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def _read(self, index: int, reduce: int = 1) -> np.ndarray:
+        """Decoded HxWx3 pixels, or with ``decode="gpu"`` the checked JPEG bytes (decoded on the device)."""
         record = self.records[index]
         try:
+            if self.decode == "gpu":
+                return read_jpeg_bytes(record.image_file)
             return read_image(record.image_file, color_rgb=self.color_rgb, reduce=reduce)
         except (FileNotFoundError, ValueError) as error:
             raise type(error)(
@@ -479,30 +494,42 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
                 rng, joints, visible, center, scale, self.keypoints, self.augment, self.aspect_ratio
             )
             center, scale, rotation, flip = params.center, params.scale, params.rotation, params.flip
-        reduce = self._decode_factor(scale)
+        reduce = 1 if self.decode == "gpu" else self._decode_factor(scale)
         image = self._read(index, reduce)
-        # The reference flips with the decoded width; a reduced decode only knows the annotated width.
-        image_width = image.shape[1] if reduce == 1 else record.image_size[1]
+        # The reference flips with the decoded width; a reduced (or deferred GPU) decode only knows the
+        # annotated width.
+        image_width = image.shape[1] if reduce == 1 and self.decode == "cpu" else record.image_size[1]
         if flip:
             joints, visible = flip_joints(joints, visible, image_width, self.keypoints)
             center[0] = image_width - 1 - center[0]
         trans = self.codec.crop_transform(center, scale, rotation)
-        if reduce == 1:
-            if flip:
-                image = cv2.flip(image, 1)  # same pixels as the reference's image[:, ::-1]
-            pixel_trans = trans
-        else:
-            # Sample the unflipped reduced image directly: crop <- flipped full image <- full <- reduced.
-            full_to_source = np.eye(3)
-            if flip:
-                full_to_source = np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            pixel_trans = (np.vstack([trans, [0.0, 0.0, 1.0]]) @ full_to_source @ reduced_to_full(reduce))[:2]
+        labelled = visible > 0
+        joints[labelled] = affine_points(joints[labelled], trans)
+        meta = {
+            "image_id": record.image_id,
+            "center": center,
+            "scale": scale,
+            "score": record.box_score,
+            "area": record.padded_area,
+            "gt_area": record.area,
+            "rotation": rotation,
+            "flipped": flip,
+            # (J, 3) [x, y, v] in input-crop pixels after augmentation (unlabelled: v = 0).
+            "joints": np.concatenate([joints, visible[:, None]], axis=1),
+            "index": index,
+        }
+        pixel_trans, mirror = pixel_transform(trans, flip, image_width, reduce)
+        if self.pipeline == "device":
+            # Geometry only: the device crops (matrix + mirror) and encodes (meta joints) the whole batch.
+            source = "pixels" if self.decode == "cpu" else "jpeg"
+            return {source: torch.from_numpy(image), "crop_matrix": torch.from_numpy(pixel_trans), "mirror": mirror,
+                    "meta": meta}
+        if mirror:
+            image = cv2.flip(image, 1)  # same pixels as the reference's image[:, ::-1]
         height, width = self.codec.input_size
         crop = cv2.warpAffine(image, pixel_trans, (width, height), flags=cv2.INTER_LINEAR)
         if self._crop_augmentation is not None:
             crop = self._crop_augmentation(image=crop)["image"]
-        labelled = visible > 0
-        joints[labelled] = affine_points(joints[labelled], trans)
         target, target_weight = self.codec.encode(joints, visible)
         if self.use_joint_weights:
             target_weight = target_weight * self.keypoints.joint_weights
@@ -510,20 +537,23 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             "image": torch.from_numpy(normalize_image(crop)),
             "target": torch.from_numpy(np.asarray(target, dtype=np.float32)),
             "target_weight": torch.from_numpy(np.asarray(target_weight, dtype=np.float32)),
-            "meta": {
-                "image_id": record.image_id,
-                "center": center,
-                "scale": scale,
-                "score": record.box_score,
-                "area": record.padded_area,
-                "gt_area": record.area,
-                "rotation": rotation,
-                "flipped": flip,
-                # (J, 3) [x, y, v] in input-crop pixels after augmentation (unlabelled: v = 0).
-                "joints": np.concatenate([joints, visible[:, None]], axis=1),
-                "index": index,
-            },
+            "meta": meta,
         }
+
+
+def pixel_transform(trans: np.ndarray, flip: bool, image_width: int, reduce: int) -> tuple[np.ndarray, bool]:
+    """How the decoded image is sampled for the crop: (2x3 matrix, whether to mirror the image first).
+
+    A full-size decode is mirrored (the reference's flip) and sampled with ``trans``. A decode at
+    1/``reduce`` size is sampled unflipped through crop <- flipped full image <- full image <- reduced
+    image (:func:`reduced_to_full`), so no flipped or resized copy of it is made.
+    """
+    if reduce == 1:
+        return trans, flip
+    full_to_source = np.eye(3)
+    if flip:
+        full_to_source = np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    return (np.vstack([trans, [0.0, 0.0, 1.0]]) @ full_to_source @ reduced_to_full(reduce))[:2], False
 
 
 def seed_worker(worker_id: int) -> None:

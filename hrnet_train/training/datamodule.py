@@ -8,13 +8,18 @@ a one-sample batch makes BatchNorm's batch statistics meaningless, and on GPU ev
 costs a cuDNN autotune pass. Training workers are never persistent: they must be re-created each
 epoch to pick up the dataset's new epoch seed (``DatasetEpochSeeder``); ``data.persistent_workers``
 applies to validation only, whose samples are deterministic.
+
+With ``data.pipeline=device`` the training loader yields geometry batches (decoded images + crop
+matrices, ``hrnet_train/data/device_pipeline.py``) that ``on_after_batch_transfer`` turns into crops
+and targets on the device; validation batches always come from the CPU path.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -24,6 +29,13 @@ from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import DataConfig, EvalConfig
 from hrnet_train.data.augment import AugmentConfig
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths, seed_worker
+from hrnet_train.data.device_pipeline import (
+    DeviceBatchTransform,
+    JpegDecoder,
+    collate_geometry,
+    decode_jpeg_batch,
+    is_geometry_batch,
+)
 from hrnet_train.keypoints import KeypointSet
 
 
@@ -82,6 +94,8 @@ class PoseDataModule(pl.LightningDataModule):
         )
         self.train_dataset: TopDownCocoDataset | None = None
         self.val_dataset: TopDownCocoDataset | None = None
+        self._device_transform: DeviceBatchTransform | None = None
+        self._jpeg_decoder: JpegDecoder | None = None
 
     def file_hashes(self) -> dict[str, str]:
         """sha256 (short) of the annotation files and of the detection file when used."""
@@ -102,6 +116,8 @@ class PoseDataModule(pl.LightningDataModule):
                 color_rgb=self.data.color_rgb,
                 skip_corrupt=self.data.skip_corrupt,
                 seed=self.seed,
+                pipeline=self.data.pipeline,
+                decode=self.data.decode,
             )
         if self.val_dataset is None:
             self.val_dataset = self.build_val_dataset()
@@ -137,6 +153,7 @@ class PoseDataModule(pl.LightningDataModule):
             sampler=EpochSeededRandomSampler(len(self.train_dataset), self.seed),
             drop_last=True,
             persistent=False,
+            collate_fn=collate_geometry if self.data.pipeline == "device" else None,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -146,7 +163,8 @@ class PoseDataModule(pl.LightningDataModule):
         )
 
     def _loader(
-        self, dataset: TopDownCocoDataset, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool
+        self, dataset: TopDownCocoDataset, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
     ) -> DataLoader:
         workers = self.data.loader_workers()
         return DataLoader(
@@ -159,4 +177,27 @@ class PoseDataModule(pl.LightningDataModule):
             drop_last=drop_last,
             worker_init_fn=seed_worker if workers > 0 else None,
             persistent_workers=persistent and workers > 0,
+            collate_fn=collate_fn,
         )
+
+    # ------------------------------------------------------------------ device pipeline (data.pipeline=device)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """data.decode=gpu: decode the batch's JPEGs with nvJPEG straight into device memory."""
+        if is_geometry_batch(batch) and "jpeg" in batch:
+            if self._jpeg_decoder is None:
+                from hrnet_train.data.gpu_decode import nvjpeg_decoder  # torchvision only when asked for
+
+                # The device Lightning trains on; outside a Trainer (benchmarks) the current CUDA device.
+                device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cuda")
+                self._jpeg_decoder = nvjpeg_decoder(device)
+            return decode_jpeg_batch(batch, self._jpeg_decoder, self.data.color_rgb)
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Device pipeline: crop, normalise and encode the training batch where it now is."""
+        if not is_geometry_batch(batch):
+            return batch
+        if self._device_transform is None:
+            self._device_transform = DeviceBatchTransform(self.codec)
+        return self._device_transform.to(batch["pixels"].device)(batch)

@@ -22,6 +22,7 @@ from hrnet_train.keypoints import KeypointSet
 from hrnet_train.plain import to_plain
 from hrnet_train.evaluation.coco_metric import format_stats_table
 from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics
+from hrnet_train.training.step_logging import host_scalar, is_logging_step
 from hrnet_train.training.ema import ModelEMA
 from hrnet_train.training.losses import JointsMSELoss
 from hrnet_train.training.schedules import StepwiseLR, build_optimizer, scale_lr
@@ -44,6 +45,11 @@ class PoseLightningModule(pl.LightningModule):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.ema = ModelEMA(model, config.ema.decay) if config.ema.enabled else None
+        # Only the training forward is compiled: validation (eval mode, other batch sizes, the EMA copy)
+        # stays eager, so the compiled graph sees one static shape (drop_last) and CUDA graphs
+        # (mode reduce-overhead) apply. A compiled bound method is no submodule: checkpoints keep their keys.
+        mode = config.trainer.compile
+        self._compiled_forward = None if mode is None else torch.compile(self.model.forward, mode=mode)
         self.validation = PoseValidation(codec, keypoints, config.eval)
         self.last_stats: dict[str, float] = {}
         self.last_table = ""
@@ -53,17 +59,23 @@ class PoseLightningModule(pl.LightningModule):
     # ------------------------------------------------------------------ training
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+        # Both ways explicit: device-pipeline batches arrive as channels-last views (a no-op for CPU batches).
+        return images.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self._prepare(images))
+        network = self._compiled_forward or self.model
+        return network(self._prepare(images))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         heatmaps = self(batch["image"])
         loss = self.loss(heatmaps, batch["target"], batch["target_weight"])
         size = len(batch["image"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=size)
+        # No wait for the GPU in the step (step_logging): the loss stays a device tensor off the
+        # progress bar, the LR is a host tensor, and the bar gets a host copy of the loss on logging steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
+        self.log("train/lr", host_scalar(self.optimizers().param_groups[0]["lr"]), on_step=True, on_epoch=False, batch_size=size)
+        if is_logging_step(self.trainer.log_every_n_steps, steps_done=self.global_step + 1):
+            self.log("loss", loss.detach().cpu(), on_step=True, on_epoch=False, prog_bar=True, logger=False, batch_size=size)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -88,7 +100,8 @@ class PoseLightningModule(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.config.optimizer
         optimizer = build_optimizer(
-            opt.name, self.model.parameters(), self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum, opt.betas
+            opt.name, self.model.parameters(), self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum,
+            opt.betas, fused=self.device.type == "cuda",
         )
         max_epochs = self.trainer.max_epochs
         steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max_epochs)
