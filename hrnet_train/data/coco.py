@@ -19,7 +19,6 @@ import io
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ from hrnet_train.data.augment import (
     flip_joints,
     sample_augmentation,
 )
+from hrnet_train.data.face_records import face_records
+from hrnet_train.data.records import InstanceRecord  # noqa: F401 (callers import the record type from here)
 from hrnet_train.image_io import read_image, reduced_to_full
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.geometry import PIXEL_STD, affine_points, box_to_center_scale
@@ -43,27 +44,7 @@ from hrnet_train.normalization import normalize_image
 log = logging.getLogger(__name__)
 
 PERSON_CATEGORY_ID = 1
-
-
-@dataclass
-class InstanceRecord:
-    """One person instance to crop. ``joints`` is (J, 3) [x, y, v] with v in {0, 1} (spec 3.1)."""
-
-    image_id: int
-    image_file: Path
-    center: np.ndarray  # (2,) float64
-    scale: np.ndarray  # (2,) float64, box size / 200 after aspect fix and x1.25
-    joints: np.ndarray  # (J, 3) float64
-    box_score: float  # 1.0 for GT boxes
-    area: float  # annotation area (COCOeval); raw box area w*h for detector boxes
-    bbox: np.ndarray  # (4,) xywh: clean_bbox for GT, raw for detections
-    image_size: tuple[int, int]  # (height, width) from the annotation file
-    annotation_id: int = -1  # -1 for detector boxes
-
-    @property
-    def padded_area(self) -> float:
-        """Reference OKS-NMS area: the padded crop box (200 s_w)(200 s_h)."""
-        return float(np.prod(self.scale * PIXEL_STD))
+INSTANCE_KINDS = ("person", "face")
 
 
 # --------------------------------------------------------------------------- paths and loading
@@ -299,6 +280,11 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     least that much: the crop then samples a DCT box-filtered image (different, slightly smoother pixels,
     identical geometry and targets), decode is cheaper.
     Normalisation is ImageNet mean/std as one float32 multiply-add (:func:`normalize_image`).
+
+    ``instances="face"`` reads a COCO-style face file instead (:func:`~hrnet_train.data.face_records.face_records`:
+    center/scale from the annotation or the landmark extent, x1.25; GT boxes only); pair it with the
+    face codec and ``FACE_AUGMENT``. Flip mirroring and the image warp follow the codec
+    (``image_flip_offset``, ``image_transform``), which for the pose codecs are the reference's.
     """
 
     def __init__(
@@ -319,6 +305,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         check_files: bool = True,
         drop_invalid_boxes: bool = False,
         max_decode_reduction: int = 1,
+        instances: str = "person",
     ) -> None:
         self.ann_file = Path(ann_file)
         self.img_dir = Path(img_dir)
@@ -334,11 +321,17 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         if max_decode_reduction not in (1, 2, 4, 8):
             raise ValueError(f"TopDownCocoDataset: max_decode_reduction must be 1, 2, 4 or 8, got {max_decode_reduction}")
         self.max_decode_reduction = max_decode_reduction
+        if instances not in INSTANCE_KINDS or (instances == "face" and boxes != "gt"):
+            raise ValueError(f"TopDownCocoDataset: instances must be one of {INSTANCE_KINDS} (face: boxes='gt'), "
+                             f"got instances={instances!r}, boxes={boxes!r}")
+        self.instances = instances
         height, width = codec.input_size
         self.aspect_ratio = width / height
         self.coco = load_coco(self.ann_file)
         self._check_categories()
-        if boxes == "gt":
+        if instances == "face":
+            self.records = face_records(self.coco, self.img_dir, keypoints, self.ann_file)
+        elif boxes == "gt":
             self.records = gt_records(
                 self.coco, self.img_dir, keypoints, self.aspect_ratio, self.ann_file, drop_invalid_boxes
             )
@@ -354,7 +347,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             self._check_image_files()
         if not self.records:
             source = self.ann_file if boxes == "gt" else f"{det_file} (score >= {det_score_thr})"
-            raise ValueError(f"{source}: no person instances to use (empty split)")
+            raise ValueError(f"{source}: no {instances} instances to use (empty split)")
         self.skipped: dict[int, str] = {}  # record index -> reason, filled when skip_corrupt
         self._crop_augmentation = build_crop_augmentation(self.augment) if train else None
         self.seed = int(torch.initial_seed() % 2**63) if seed is None else int(seed)
@@ -381,6 +374,8 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     def _check_categories(self) -> None:
         category = self.coco.cats.get(PERSON_CATEGORY_ID)
         names = category.get("keypoints") if category else None
+        if self.instances == "face" and not names:
+            return  # mmpose's face files list no landmark names in their category
         if names is not None and len(names) != self.keypoints.num_joints:
             raise ValueError(
                 f"{self.ann_file}: category {PERSON_CATEGORY_ID} lists {len(names)} keypoints, keypoint set "
@@ -461,20 +456,22 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         image = self._read(index, reduce)
         # The reference flips with the decoded width; a reduced decode only knows the annotated width.
         image_width = image.shape[1] if reduce == 1 else record.image_size[1]
+        mirror = self.codec.image_flip_offset
         if flip:
-            joints, visible = flip_joints(joints, visible, image_width, self.keypoints)
-            center[0] = image_width - 1 - center[0]
+            joints, visible = flip_joints(joints, visible, image_width, self.keypoints, mirror)
+            center[0] = image_width - mirror - center[0]
         trans = self.codec.crop_transform(center, scale, rotation)
+        image_trans = self.codec.image_transform(center, scale, rotation, record.image_size if reduce > 1 else image.shape[:2])
         if reduce == 1:
             if flip:
                 image = cv2.flip(image, 1)  # same pixels as the reference's image[:, ::-1]
-            pixel_trans = trans
+            pixel_trans = image_trans
         else:
             # Sample the unflipped reduced image directly: crop <- flipped full image <- full <- reduced.
             full_to_source = np.eye(3)
             if flip:
                 full_to_source = np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            pixel_trans = (np.vstack([trans, [0.0, 0.0, 1.0]]) @ full_to_source @ reduced_to_full(reduce))[:2]
+            pixel_trans = (np.vstack([image_trans, [0.0, 0.0, 1.0]]) @ full_to_source @ reduced_to_full(reduce))[:2]
         height, width = self.codec.input_size
         crop = cv2.warpAffine(image, pixel_trans, (width, height), flags=cv2.INTER_LINEAR)
         if self._crop_augmentation is not None:
