@@ -29,10 +29,8 @@ seed=0 image_size=256x256 workers=1``.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -40,18 +38,22 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from hrnet_train.data.generated import (
+    MANIFEST_NAME,
+    SPLIT_ID_OFFSET,
+    SPLITS,
+    GeneratedLayout,
+    check_split_sizes,
+    map_jobs,
+    write_jpeg,
+)
 from hrnet_train.paths import data_dir
 from hrnet_train.sizes import InputSize
 
 # Bump whenever the drawing or sampling changes: the manifest then no longer matches and
 # ensure_synthetic_dataset regenerates.
 GENERATOR_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-SPLITS = ("train", "val")
-# Image ids: train starts at 1, val at 1_000_001 so ids never collide across splits.
-SPLIT_ID_OFFSET = {"train": 0, "val": 1_000_000}
-MAX_IMAGES_PER_SPLIT = 1_000_000
-JPEG_QUALITY = 90
+LAYOUT = GeneratedLayout("person_keypoints")
 
 COCO_KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -123,10 +125,7 @@ class SyntheticConfig:
     min_person_height: float = DEFAULT_MIN_PERSON_HEIGHT  # standing height in px
 
     def __post_init__(self) -> None:
-        for field_name in ("num_train", "num_val"):
-            count = getattr(self, field_name)
-            if not 0 <= count < MAX_IMAGES_PER_SPLIT:
-                raise ValueError(f"synthetic {field_name}: expected 0 <= value < {MAX_IMAGES_PER_SPLIT}, got {count}")
+        check_split_sizes("synthetic", self.num_train, self.num_val)
         height, width = self.image_size
         if min(height, width) < 2 * self.min_person_height:
             raise ValueError(
@@ -466,7 +465,7 @@ def _draw_shape(canvas: np.ndarray, shape: Shape, color, grow: float, line_type:
         raise ValueError(f"synthetic shape: unknown kind {shape.kind!r}")
 
 
-def _textured_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+def textured_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """Gradient + blotchy low-frequency noise + random shapes/stripes + grain (BGR uint8)."""
     height, width = size
     angle = rng.uniform(0, 2 * np.pi)
@@ -565,7 +564,7 @@ def render_image(rng: np.random.Generator, size: tuple[int, int],
     Returns the BGR image and the labels of the people that show in it, in drawing order.
     """
     height, width = size
-    image = _textured_background(rng, size)
+    image = textured_background(rng, size)
     label_map = np.zeros(size, dtype=np.uint8)
     num_people = 1 + int(rng.choice(MAX_PEOPLE, p=PEOPLE_COUNT_PROBS))
     max_height = min(height, width) * (0.95 if num_people == 1 else 0.75 if num_people == 2 else 0.6)
@@ -646,11 +645,7 @@ def _generate_one(args: tuple[SyntheticConfig, str, int, Path]) -> tuple[dict, l
     config, split, index, image_dir = args
     image_id = SPLIT_ID_OFFSET[split] + index + 1
     image, people = render_image(_image_rng(config.seed, split, index), config.image_size, config.min_person_height)
-    file_name = f"{image_id:012d}.jpg"
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError(f"synthetic: JPEG encoding failed for image {image_id}")
-    (image_dir / file_name).write_bytes(encoded.tobytes())
+    file_name = write_jpeg(image, image_dir, image_id, "synthetic")
     height, width = config.image_size
     record = {"id": image_id, "file_name": file_name, "width": width, "height": height, "license": 1}
     return record, people
@@ -665,14 +660,9 @@ def coco_person_category() -> dict:
 def generate_split(root: Path, split: str, config: SyntheticConfig, workers: int = 1) -> Path:
     """Write ``images/<split>/*.jpg`` and ``annotations/person_keypoints_<split>.json``; return the JSON path."""
     count = config.num_train if split == "train" else config.num_val
-    image_dir = root / "images" / split
+    image_dir = LAYOUT.image_dir(root, split)
     image_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(config, split, index, image_dir) for index in range(count)]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_generate_one, jobs, chunksize=32))
-    else:
-        results = [_generate_one(job) for job in jobs]
+    results = map_jobs(_generate_one, [(config, split, index, image_dir) for index in range(count)], workers)
     images, annotations = [], []
     annotation_id = SPLIT_ID_OFFSET[split]
     for record, people in results:
@@ -692,7 +682,7 @@ def generate_split(root: Path, split: str, config: SyntheticConfig, workers: int
                       "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
         "images": images, "annotations": annotations, "categories": [coco_person_category()],
     }
-    ann_path = root / "annotations" / f"person_keypoints_{split}.json"
+    ann_path = LAYOUT.annotation_file(root, split)
     ann_path.parent.mkdir(parents=True, exist_ok=True)
     ann_path.write_text(json.dumps(dataset, separators=(",", ":")))
     return ann_path
@@ -701,35 +691,15 @@ def generate_split(root: Path, split: str, config: SyntheticConfig, workers: int
 def generate_dataset(root: Path, config: SyntheticConfig, workers: int = 1) -> Path:
     """(Re)generate the whole dataset under ``root``; the manifest is written last."""
     root = Path(root)
-    _remove_generated(root)
+    LAYOUT.remove(root)
     for split in SPLITS:
         generate_split(root, split, config, workers)
-    (root / MANIFEST_NAME).write_text(json.dumps(config.manifest(), indent=2, sort_keys=True))
+    LAYOUT.write_manifest(root, config.manifest())
     return root
 
 
-def _remove_generated(root: Path) -> None:
-    """Delete only what this generator writes (never other files under ``root``)."""
-    (root / MANIFEST_NAME).unlink(missing_ok=True)
-    for split in SPLITS:
-        shutil.rmtree(root / "images" / split, ignore_errors=True)
-        (root / "annotations" / f"person_keypoints_{split}.json").unlink(missing_ok=True)
-
-
 def _is_complete(root: Path, config: SyntheticConfig) -> bool:
-    manifest_path = root / MANIFEST_NAME
-    try:
-        if json.loads(manifest_path.read_text()) != config.manifest():
-            return False
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    for split, count in (("train", config.num_train), ("val", config.num_val)):
-        image_dir = root / "images" / split
-        if not (root / "annotations" / f"person_keypoints_{split}.json").is_file() or not image_dir.is_dir():
-            return False
-        if sum(1 for entry in image_dir.iterdir() if entry.suffix == ".jpg") != count:
-            return False
-    return True
+    return LAYOUT.is_complete(root, config.manifest(), {"train": config.num_train, "val": config.num_val})
 
 
 def ensure_synthetic_dataset(root: Path | str | None = None, num_train: int = 2000, num_val: int = 200,
