@@ -81,17 +81,17 @@ def test_frontal_template_has_the_300w_semantics() -> None:
 def test_pose_and_expression_vary() -> None:
     faces = [sample_face(np.random.default_rng(i)) for i in range(2000)]
     yaw, roll = np.array([f.yaw for f in faces]), np.array([f.roll for f in faces])
-    assert 15 < yaw.std() < 25 and np.abs(yaw).max() <= 45 and 9 < roll.std() < 15 and np.abs(roll).max() <= 35
+    assert 12 < yaw.std() < 18 and np.abs(yaw).max() <= 40 and 8 < roll.std() < 12 and np.abs(roll).max() <= 30
     assert 0.3 < np.mean([f.mouth_open > 0 for f in faces]) < 0.5
     assert 0.05 < np.mean([min(f.eye_open) < 0.3 for f in faces]) < 0.15  # blinks
 
 
 def test_generation_is_fast(tmp_path: Path) -> None:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the generation is single-process, and the machine may be shared
     generate_faces(tmp_path, SyntheticFacesConfig(num_train=150, num_val=50, seed=1))
-    seconds = time.perf_counter() - start
-    print(f"synthetic faces: {200 / seconds:.0f} images/s")
-    assert seconds < 12.0  # ~100 images/s here: 3,300 images in ~35 s on one busy core
+    seconds = time.process_time() - start
+    print(f"synthetic faces: {200 / seconds:.0f} images per CPU second")
+    assert seconds < 6.0  # ~140 images per CPU second here: the default 3,300 images in ~25 s
 
 
 def test_ensure_generates_once_and_regenerates_on_new_params(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""Data: keypoint sets (keypoints), crop geometry (transforms), the COCO top-down dataset (coco) and its
-augmentation (augment), image reading with clear errors (image_io), the synthetic people generator
-(synthetic) with its mean-pose baseline, the LSPET converter (lspet) and the dataset browser (browse).
+"""Data: the COCO top-down dataset (coco) with its instance records (records) and augmentation (augment),
+face landmark files (face_formats) and face instances (face_records) for the same dataset, the
+synthetic people (synthetic) and faces (synthetic_faces) generators with their shared file layout
+(generated), the LSPET converter (lspet) and the dataset browser (browse).
 
 Submodules are imported explicitly so that importing the package stays light.
 """

@@ -71,8 +71,21 @@ class GeneratedLayout:
             shutil.rmtree(self.image_dir(root, split), ignore_errors=True)
             self.annotation_file(root, split).unlink(missing_ok=True)
 
-    def write_manifest(self, root: Path, manifest: Mapping[str, Any]) -> None:
-        (Path(root) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    def write_annotations(self, root: Path, split: str, dataset: Mapping[str, Any]) -> Path:
+        """Write a split's COCO-style JSON (compact) and return its path."""
+        path = self.annotation_file(root, split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dataset, separators=(",", ":")))
+        return path
+
+    def generate(self, root: Path, manifest: Mapping[str, Any], write_split: Callable[[str], Any]) -> Path:
+        """Regenerate: delete this generator's files, ``write_split(split)`` for each split, manifest last."""
+        root = Path(root)
+        self.remove(root)
+        for split in SPLITS:
+            write_split(split)
+        (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return root
 
     def is_complete(self, root: Path, manifest: Mapping[str, Any], counts: Mapping[str, int]) -> bool:
         """True when the stored manifest equals ``manifest`` and every split has its JSON and ``counts[split]`` images."""

@@ -28,7 +28,6 @@ seed=0 image_size=256x256 workers=1``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -682,20 +681,12 @@ def generate_split(root: Path, split: str, config: SyntheticConfig, workers: int
                       "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
         "images": images, "annotations": annotations, "categories": [coco_person_category()],
     }
-    ann_path = LAYOUT.annotation_file(root, split)
-    ann_path.parent.mkdir(parents=True, exist_ok=True)
-    ann_path.write_text(json.dumps(dataset, separators=(",", ":")))
-    return ann_path
+    return LAYOUT.write_annotations(root, split, dataset)
 
 
 def generate_dataset(root: Path, config: SyntheticConfig, workers: int = 1) -> Path:
     """(Re)generate the whole dataset under ``root``; the manifest is written last."""
-    root = Path(root)
-    LAYOUT.remove(root)
-    for split in SPLITS:
-        generate_split(root, split, config, workers)
-    LAYOUT.write_manifest(root, config.manifest())
-    return root
+    return LAYOUT.generate(root, config.manifest(), lambda split: generate_split(Path(root), split, config, workers))
 
 
 def _is_complete(root: Path, config: SyntheticConfig) -> bool:
