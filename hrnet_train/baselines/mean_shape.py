@@ -20,11 +20,13 @@ from pycocotools.coco import COCO
 
 from hrnet_train.data.coco import load_coco
 from hrnet_train.data.face_records import face_records
+from hrnet_train.data.records import InstanceRecord
 from hrnet_train.evaluation.nme import NMEResult, annotation_nme
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 
 
-def _faces(annotations: COCO | Path | str, keypoints: KeypointSet):
+def _faces(annotations: COCO | Path | str, keypoints: KeypointSet) -> tuple[COCO, list[InstanceRecord]]:
+    """The file and its face records with the unpadded official box (no images are read here)."""
     coco = annotations if isinstance(annotations, COCO) else load_coco(annotations)
     return coco, face_records(coco, ".", keypoints, padding=1.0)
 
