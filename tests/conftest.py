@@ -58,6 +58,12 @@ def lspet_dir(shared_data: Path) -> Path:
     return _require(shared_data / "lspet")
 
 
+@pytest.fixture(scope="session")
+def faces(shared_data: Path) -> Path:
+    """The real face-landmark samples (300w, wflw, cofw, 300vw, menpo, ...): research/testing use only."""
+    return _require(shared_data / "faces")
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op thread: bit-reproducible, and immune to OpenMP spin-waits when the 2 cores are busy

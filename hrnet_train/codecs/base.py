@@ -38,6 +38,9 @@ class HeatmapCodec(ABC):
     name: str = "base"
     channels_per_joint: int = 1
     pixel_convention: str = "size"  # "size" (reference get_affine_transform) | "unit" (UDP unit length)
+    # Training flips mirror image coordinates as x -> W - image_flip_offset - x: 1 is the exact mirror of
+    # 0-based pixel centres (the reference pose code); the face codec can keep the official face code's 0.
+    image_flip_offset: float = 1.0
 
     def __init__(self, input_size: tuple[int, int], sigma: float = 2.0, stride: int = 4, flip_shift: bool = False):
         height, width = (int(v) for v in input_size)
@@ -58,6 +61,13 @@ class HeatmapCodec(ABC):
     def crop_transform(self, center: np.ndarray, scale: np.ndarray, rot: float = 0.0, inv: bool = False) -> np.ndarray:
         """Image -> input-crop affine (2x3 float64; ``inv``: crop -> image) in this codec's convention."""
         return convention_transform(self.pixel_convention, center, scale, rot, self.input_size, inv)
+
+    def image_transform(
+        self, center: np.ndarray, scale: np.ndarray, rot: float = 0.0, image_size: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Image -> input-crop affine (2x3) used to warp the image (of ``image_size`` (H, W)): the joint
+        transform itself, except for codecs whose reference crops the pixels differently (face)."""
+        return self.crop_transform(center, scale, rot)
 
     def to_image(self, coords: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """Heatmap-pixel coords (N, J, 2) + per-instance center (N, 2), scale (N, 2) -> image pixels (N, J, 2)."""

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,10 @@ from hrnet_train.data.augment import (
     flip_joints,
     sample_augmentation,
 )
-from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline
+from hrnet_train.data.face_records import face_records
+from hrnet_train.data.records import InstanceRecord  # noqa: F401 (callers import the record type from here)
 from hrnet_train.image_io import read_image, read_jpeg_bytes, reduced_to_full
+from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.geometry import PIXEL_STD, affine_points, box_to_center_scale
 from hrnet_train.normalization import normalize_image
@@ -44,27 +45,7 @@ from hrnet_train.normalization import normalize_image
 log = logging.getLogger(__name__)
 
 PERSON_CATEGORY_ID = 1
-
-
-@dataclass
-class InstanceRecord:
-    """One person instance to crop. ``joints`` is (J, 3) [x, y, v] with v in {0, 1} (spec 3.1)."""
-
-    image_id: int
-    image_file: Path
-    center: np.ndarray  # (2,) float64
-    scale: np.ndarray  # (2,) float64, box size / 200 after aspect fix and x1.25
-    joints: np.ndarray  # (J, 3) float64
-    box_score: float  # 1.0 for GT boxes
-    area: float  # annotation area (COCOeval); raw box area w*h for detector boxes
-    bbox: np.ndarray  # (4,) xywh: clean_bbox for GT, raw for detections
-    image_size: tuple[int, int]  # (height, width) from the annotation file
-    annotation_id: int = -1  # -1 for detector boxes
-
-    @property
-    def padded_area(self) -> float:
-        """Reference OKS-NMS area: the padded crop box (200 s_w)(200 s_h)."""
-        return float(np.prod(self.scale * PIXEL_STD))
+INSTANCE_KINDS = ("person", "face")
 
 
 # --------------------------------------------------------------------------- paths and loading
@@ -327,6 +308,11 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     ``"mirror"``: :func:`pixel_transform`) and ``"meta"`` (crop-pixel joints included), drawn from the
     same random stream as the CPU path; the batch is cropped and encoded on the device. ``decode="gpu"`` (device pipeline
     only) hands over the JPEG bytes (``"jpeg"``) instead, for nvJPEG decoding there.
+
+    ``instances="face"`` reads a COCO-style face file instead (:func:`~hrnet_train.data.face_records.face_records`:
+    center/scale from the annotation or the landmark extent, x1.25; GT boxes only); pair it with the
+    face codec and ``FACE_AUGMENT``. Flip mirroring and the image warp follow the codec
+    (``image_flip_offset``, ``image_transform``), which for the pose codecs are the reference's.
     """
 
     def __init__(
@@ -349,6 +335,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         max_decode_reduction: int = 1,
         pipeline: str = "cpu",
         decode: str = "cpu",
+        instances: str = "person",
     ) -> None:
         self.ann_file = Path(ann_file)
         self.img_dir = Path(img_dir)
@@ -367,11 +354,17 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         crop_augmentations = [name for name in CROP_AUGMENTATIONS if train and getattr(self.augment, name)]
         check_pipeline(pipeline, decode, crop_augmentations)
         self.pipeline, self.decode = pipeline, decode
+        if instances not in INSTANCE_KINDS or (instances == "face" and boxes != "gt"):
+            raise ValueError(f"TopDownCocoDataset: instances must be one of {INSTANCE_KINDS} (face: boxes='gt'), "
+                             f"got instances={instances!r}, boxes={boxes!r}")
+        self.instances = instances
         height, width = codec.input_size
         self.aspect_ratio = width / height
         self.coco = load_coco(self.ann_file)
         self._check_categories()
-        if boxes == "gt":
+        if instances == "face":
+            self.records = face_records(self.coco, self.img_dir, keypoints, self.ann_file)
+        elif boxes == "gt":
             self.records = gt_records(
                 self.coco, self.img_dir, keypoints, self.aspect_ratio, self.ann_file, drop_invalid_boxes
             )
@@ -387,7 +380,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             self._check_image_files()
         if not self.records:
             source = self.ann_file if boxes == "gt" else f"{det_file} (score >= {det_score_thr})"
-            raise ValueError(f"{source}: no person instances to use (empty split)")
+            raise ValueError(f"{source}: no {instances} instances to use (empty split)")
         self.skipped: dict[int, str] = {}  # record index -> reason, filled when skip_corrupt
         self._crop_augmentation = build_crop_augmentation(self.augment) if train else None
         self.seed = int(torch.initial_seed() % 2**63) if seed is None else int(seed)
@@ -415,6 +408,8 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         category_id = keypoint_category_id(self.coco, self.keypoints, self.ann_file)
         category = self.coco.cats.get(category_id)
         names = category.get("keypoints") if category else None
+        if self.instances == "face" and not names:
+            return  # mmpose's face files list no landmark names in their category
         if names is not None and len(names) != self.keypoints.num_joints:
             raise ValueError(
                 f"{self.ann_file}: category {category_id} lists {len(names)} keypoints, keypoint set "
@@ -499,9 +494,10 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         # The reference flips with the decoded width; a reduced (or deferred GPU) decode only knows the
         # annotated width.
         image_width = image.shape[1] if reduce == 1 and self.decode == "cpu" else record.image_size[1]
+        mirror = self.codec.image_flip_offset
         if flip:
-            joints, visible = flip_joints(joints, visible, image_width, self.keypoints)
-            center[0] = image_width - 1 - center[0]
+            joints, visible = flip_joints(joints, visible, image_width, self.keypoints, mirror)
+            center[0] = image_width - mirror - center[0]
         trans = self.codec.crop_transform(center, scale, rotation)
         labelled = visible > 0
         joints[labelled] = affine_points(joints[labelled], trans)
@@ -518,13 +514,15 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             "joints": np.concatenate([joints, visible[:, None]], axis=1),
             "index": index,
         }
-        pixel_trans, mirror = pixel_transform(trans, flip, image_width, reduce)
+        decoded_size = image.shape[:2] if reduce == 1 and self.decode == "cpu" else record.image_size
+        image_trans = self.codec.image_transform(center, scale, rotation, decoded_size)
+        pixel_trans, mirror_image = pixel_transform(image_trans, flip, image_width, reduce)
         if self.pipeline == "device":
             # Geometry only: the device crops (matrix + mirror) and encodes (meta joints) the whole batch.
             source = "pixels" if self.decode == "cpu" else "jpeg"
-            return {source: torch.from_numpy(image), "crop_matrix": torch.from_numpy(pixel_trans), "mirror": mirror,
+            return {source: torch.from_numpy(image), "crop_matrix": torch.from_numpy(pixel_trans), "mirror": mirror_image,
                     "meta": meta}
-        if mirror:
+        if mirror_image:
             image = cv2.flip(image, 1)  # same pixels as the reference's image[:, ::-1]
         height, width = self.codec.input_size
         crop = cv2.warpAffine(image, pixel_trans, (width, height), flags=cv2.INTER_LINEAR)
