@@ -1,7 +1,8 @@
-"""Heatmap codecs (target encoding, peak decoding, flip alignment, back-projection) and their factory.
+"""Codecs (target encoding, decoding, flip alignment, back-projection) and their factory.
 
-``legacy`` = official HRNet/MSRA (default, parity with official checkpoints), ``dark`` = Zhang et al.
-CVPR 2020, ``udp`` = Huang et al. CVPR 2020. Configs: ``conf/codec/{legacy,dark,udp}.yaml``.
+Heatmap codecs: ``legacy`` = official HRNet/MSRA (default, parity with official checkpoints),
+``dark`` = Zhang et al. CVPR 2020, ``udp`` = Huang et al. CVPR 2020. Coordinate classification:
+``simcc`` = Li et al. ECCV 2022 (with head ``simcc``). Configs: ``conf/codec/<name>.yaml``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.codecs.dark import DarkCodec
 from hrnet_train.codecs.legacy import LegacyCodec
+from hrnet_train.codecs.simcc import SimCCCodec
 from hrnet_train.codecs.udp import UdpCodec
 
-CODECS: dict[str, type[HeatmapCodec]] = {"legacy": LegacyCodec, "dark": DarkCodec, "udp": UdpCodec}
+CODECS: dict[str, type[HeatmapCodec]] = {"legacy": LegacyCodec, "dark": DarkCodec, "udp": UdpCodec, "simcc": SimCCCodec}
 
 
 def create_codec(name: str, input_size: tuple[int, int], sigma: float = 2.0, **options: Any) -> HeatmapCodec:
@@ -31,4 +33,4 @@ def create_codec(name: str, input_size: tuple[int, int], sigma: float = 2.0, **o
         raise ValueError(f"codec {name!r}: bad options {sorted(options)}: {error}") from None
 
 
-__all__ = ["CODECS", "DarkCodec", "HeatmapCodec", "LegacyCodec", "UdpCodec", "create_codec"]
+__all__ = ["CODECS", "DarkCodec", "HeatmapCodec", "LegacyCodec", "SimCCCodec", "UdpCodec", "create_codec"]
