@@ -19,7 +19,6 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from hrnet_train.codecs import create_codec
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import TrainConfig
 from hrnet_train.keypoints import load_keypoint_set
@@ -44,7 +43,7 @@ from hrnet_train.training.checkpointing import (
 )
 from hrnet_train.training.datamodule import PoseDataModule
 from hrnet_train.training.module import PoseLightningModule
-from hrnet_train.trained_model import read_checkpoint
+from hrnet_train.trained_model import build_codec, read_checkpoint
 
 RESOLVED_CONFIG_NAME = "config_resolved.yaml"
 REPORT_NAME = "report.json"
@@ -74,8 +73,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         ensure_lspet_dataset(data.lspet_source, data.root)
     input_size = data.input_hw
     keypoints = load_keypoint_set(config.keypoints)
-    codec_options = dict(config.codec)
-    codec = create_codec(codec_options.pop("name"), input_size, **codec_options)
+    codec = build_codec(config.codec, input_size)
     model = create_model(config.model, num_joints=keypoints.num_joints)
     datamodule = PoseDataModule(data, config.eval, keypoints, codec, config.seed, uses_gpu=config.trainer.uses_gpu)
     module = PoseLightningModule(model, config, keypoints, codec, checkpoint_hparams(resolved, input_size, keypoints.num_joints))
