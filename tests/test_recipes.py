@@ -170,6 +170,9 @@ def test_screening_experiments_compose_and_fit_together(experiment: str, tmp_pat
     base = validate_train_config(_compose("experiment=lspet_cpu", f"data.root={tmp_path}", "data.lspet_source=null"))
     assert config.experiment_name == experiment and (config.model["name"], config.data.input_size) == ("hrnet_w18_small_v1", "192x160")
     assert config.optimizer.lr == base.optimizer.lr and config.data.batch_size == base.data.batch_size
+    # epochs calibrated to one budget: the base's 0.99 min per epoch, the others by their cost per sample
+    assert config.trainer.max_epochs == {"lspet_r_base": 15, "lspet_r_optim": 15, "lspet_r_aug": 14, "lspet_r_simcc": 13,
+                                         "lspet_r_best": 12}[experiment]
     modern = experiment in ("lspet_r_optim", "lspet_r_best")
     assert (config.optimizer.name, config.scheduler.name, config.ema.enabled) == (
         ("adamw", "flat_cosine", True) if modern else ("adam", "cosine", False))
