@@ -1,10 +1,13 @@
-"""The one validation loop of keypoint models, shared by training (``val/AP`` every epoch) and evaluate.py.
+"""The one validation loop of keypoint models, shared by training (``val/AP``, faces ``val/NME``, every
+epoch) and evaluate.py.
 
-Per batch: the network's heatmaps (flip test when on), decoded at once into a small table of poses.
-At the end: the tables of all DDP ranks are gathered (``all_gather_object``: ranks may hold different
-counts), deduplicated by dataset index (DistributedSampler pads with repeats) and restored to dataset
-order, so N processes give exactly the results of one. Scoring (COCO OKS AP plus torso PCK for
-single-person LSPET-style sets) is :func:`pose_metrics`, the numbers both paths report.
+Per batch: the network's heatmaps (flip test when on), decoded at once into a small table of poses
+(``codec.decode`` + ``codec.to_image``: image pixels). At the end: the tables of all DDP ranks are
+gathered (``all_gather_object``: ranks may hold different counts), deduplicated by dataset index
+(DistributedSampler pads with repeats) and restored to dataset order, so N processes give exactly the
+results of one. Scoring is per task: :func:`pose_metrics` (COCO OKS AP plus torso PCK for single-person
+LSPET-style sets) and :func:`face_metrics` (NME with the keypoint set's normaliser, FR, AUC), the
+numbers both paths report.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pycocotools.coco import COCO
 
 from hrnet_train.config_schema import EvalConfig
 from hrnet_train.decoding.flip_test import flip_test
-from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig, PredictionAccumulator
+from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig, decode_batch
 from hrnet_train.evaluation.coco_metric import evaluate_coco_keypoints
+from hrnet_train.evaluation.nme import NMEResult, annotation_nme
 from hrnet_train.evaluation.pck import annotation_pck, pck_applies
 from hrnet_train.keypoints import KeypointSet
 
@@ -33,17 +37,19 @@ def postprocess_config(settings: EvalConfig) -> PostprocessConfig:
 
 
 class PoseValidation:
-    """Collects the decoded poses of one validation pass: ``start``, ``heatmaps``/``add`` per batch, ``gather``."""
+    """Collects the decoded poses (or face landmarks) of one validation pass: ``start``,
+    ``heatmaps``/``add`` per batch, ``gather``. Only :meth:`results` (OKS rescoring and NMS) needs the
+    keypoint set's OKS sigmas, so face sets, which have none, use the same loop."""
 
     def __init__(self, codec: Any, keypoints: KeypointSet, settings: EvalConfig) -> None:
         self.codec = codec
         self.keypoints = keypoints
         self.settings = settings
         self.postprocess = postprocess_config(settings)
-        self._accumulator = PredictionAccumulator(codec, keypoints.sigmas, self.postprocess)
+        self._parts: list[DecodedInstances] = []
 
     def start(self) -> None:
-        self._accumulator.reset()
+        self._parts.clear()
 
     def heatmaps(self, network: Callable[[torch.Tensor], Any], images: torch.Tensor) -> torch.Tensor:
         """float32 heatmaps of ``images`` (flip-averaged when the settings ask for the flip test)."""
@@ -53,11 +59,11 @@ class PoseValidation:
         return (output[-1] if isinstance(output, (list, tuple)) else output).float()  # last stage's maps
 
     def add(self, heatmaps: torch.Tensor, meta: Mapping[str, Any]) -> None:
-        self._accumulator.add(heatmaps, meta)
+        self._parts.append(decode_batch(heatmaps, meta, self.codec))
 
     def gather(self, world_size: int) -> DecodedInstances:
         """Every rank's poses, one row per dataset index, in dataset order (call on every rank)."""
-        local = self._accumulator.instances()
+        local = DecodedInstances.concatenate(self._parts)
         if world_size > 1:
             parts: list[dict[str, np.ndarray] | None] = [None] * world_size
             torch.distributed.all_gather_object(parts, local.as_arrays())
@@ -88,3 +94,12 @@ def pose_metrics(
         pck = annotation_pck(coco, keypoints, gt_box_poses, pck_alpha)
         stats = {**stats, "PCK_limbs": pck.limbs, "PCK_all": pck.all_joints}
     return stats
+
+
+def face_metrics(
+    coco: COCO, keypoints: KeypointSet, instances: DecodedInstances, annotation_ids: Sequence[int], complete: bool = True
+) -> NMEResult:
+    """NME / FR / AUC of the decoded faces (row i is the face of annotation ``annotation_ids[i]``),
+    normalised by the keypoint set's ``nme_normalizer``. ``complete`` requires every face of ``coco`` to
+    be predicted (evaluate.py); training with ``limit_val_batches`` scores the faces it saw."""
+    return annotation_nme(coco, keypoints, gt_box_predictions(instances, annotation_ids), complete=complete)
