@@ -13,11 +13,10 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf, open_dict
+from test_cli_conventions import _compose as compose_train
 
 from hrnet_train.cli_args import UsageError
-from hrnet_train.config_schema import ConfigError, register_resolvers, validate_train_config
+from hrnet_train.config_schema import ConfigError, register_resolvers
 from hrnet_train.data.coco import TopDownCocoDataset
 from hrnet_train.data.face_convert import annotation_name, convert_official
 from hrnet_train.data.face_convert import main as convert_main
@@ -25,7 +24,7 @@ from hrnet_train.data.face_formats import read_face_json
 from hrnet_train.data.augment import AugmentConfig
 from hrnet_train.codecs import create_codec
 from hrnet_train.keypoints import load_keypoint_set
-from hrnet_train.paths import REPO_ROOT, config_dir
+from hrnet_train.paths import REPO_ROOT
 from hrnet_train.training.schedules import lr_factor
 
 register_resolvers()
@@ -33,14 +32,6 @@ register_resolvers()
 # Spec A.2 / A.9: keypoint set, SIGMA and TRAIN.LR of the four official yamls.
 OFFICIAL = {"wflw": ("wflw98", 98, 1.5, 1e-4), "300w": ("face300w68", 68, 1.0, 1e-4),
             "cofw": ("cofw29", 29, 1.5, 1e-4), "aflw": ("aflw19", 19, 1.5, 2e-4)}
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.run_dir = "/tmp/unused"
-    return validate_train_config(OmegaConf.to_container(cfg, resolve=True))
 
 
 @pytest.mark.parametrize("name", list(OFFICIAL))
