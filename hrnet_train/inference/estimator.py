@@ -4,9 +4,10 @@ The same geometry as evaluation (``codec.image_transform`` for the crop, ``codec
 ``codec.to_image`` back, reference rescoring), so a pose predicted here equals the one the COCO
 evaluation scores for the same box. Face models (``task="face"``) take face boxes the way the official
 face code builds its crop box: the box centre and its longer side, x1.25, cropped with the official
-face warp; their landmarks come back in the same person dicts. Crops of ALL images of a call share forward batches and the
-mirrored crops of the flip test ride in the same batch as the originals: on small images the fixed
-cost per forward pass dominates, so fewer, fuller batches are what makes inference fast.
+face warp; their landmarks come back in the same person dicts. Crops of ALL images of a call share
+forward batches and the mirrored crops of the flip test ride in the same batch as the originals: on
+small images the fixed cost per forward pass dominates, so fewer, fuller batches are what makes
+inference fast.
 """
 
 from __future__ import annotations

@@ -123,8 +123,7 @@ def build_face_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
         input_size=parts.input_size,
         stat_names=NME_STAT_NAMES,
         final_table=lambda stats, label: format_nme_table({label: stats, baseline_label: baseline}),
-        describe=f"{_describe(parts)}  mean-shape baseline NME "
-                 f"{100 * baseline['NME']:.2f}%",
+        describe=f"{_describe(parts)}  mean-shape baseline NME {100 * baseline['NME']:.2f}%",
         init_summary=parts.init_summary,
         report_fields={"flip_test": config.eval.flip_test, "mean_shape_NME": round(baseline["NME"], 6)},
         callbacks=parts.callbacks,
