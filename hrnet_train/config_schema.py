@@ -31,6 +31,9 @@ BOX_SOURCES = ("gt", "det")
 NMS_MODES = ("oks", "soft", "none")
 LOGGER_NAMES = ("tensorboard", "csv")
 TASKS = ("pose", "face", "segmentation")
+INSTANCE_KINDS = ("person", "face")  # what one annotation of a keypoint file is (data.instances)
+# What a face run logs each validation (hrnet_train.evaluation.nme.STAT_NAMES): checkpoint monitors.
+FACE_MONITORS = ("val/NME", "val/FR_0.08", "val/FR_0.10", "val/AUC_0.1", "val/loss")
 # torch.compile modes (reduce-overhead = CUDA graphs: static shapes, which drop_last guarantees in training).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -137,8 +140,12 @@ class DataConfig:
     augment: dict = field(default_factory=dict)
     pipeline: str = "cpu"  # training crops + targets: cpu (loader workers) | device (accelerator, batched)
     decode: str = "cpu"  # JPEG decode: cpu (loader workers) | gpu (nvJPEG via torchvision, device pipeline)
+    # person: COCO person boxes; face: face landmark annotations (official face box, task=face); with
+    # generate_synthetic it also picks the generator (synthetic people or synthetic faces).
+    instances: str = "person"
 
     def check(self, prefix: str) -> DataConfig:
+        _one_of(self.instances, INSTANCE_KINDS, f"{prefix}.instances")
         try:
             InputSize.parse(self.input_size, f"{prefix}.input_size")
         except ValueError as error:
@@ -265,7 +272,7 @@ class EvalConfig:
     boxes: str = "gt"
     det_file: str | None = None
     det_score_thr: float = 0.0
-    flip_test: bool = True
+    flip_test: bool | None = True  # evaluate.py: null = the model's own (trained_model.TrainedModel.flip_test)
     in_vis_thre: float = 0.2
     nms: str = "oks"
     oks_thre: float = 0.9
@@ -276,6 +283,8 @@ class EvalConfig:
         where = "" if prefix == "config" else f"{prefix}."
         _one_of(self.boxes, BOX_SOURCES, f"{where}boxes")
         _one_of(self.nms, NMS_MODES, f"{where}nms")
+        if self.flip_test is None and where:
+            raise ConfigError(f"{where}flip_test: expected true or false (null is evaluate.py's 'the model's own')")
         if self.boxes == "det":
             if self.det_file is None:
                 raise ConfigError(f"{where}det_file: required when {where}boxes=det")
@@ -354,6 +363,8 @@ class TrainConfig:
 
     def check(self, prefix: str) -> TrainConfig:
         _one_of(self.task, TASKS, "task")
+        if self.task == "face":
+            self._check_face()
         if self.ckpt_path is not None and self.init_from is not None:
             raise ConfigError("ckpt_path / init_from: give one -- ckpt_path resumes a run (same schedule), "
                               "init_from starts a new run from its weights")
@@ -376,6 +387,22 @@ class TrainConfig:
             if not gpu_decode_available():
                 raise ConfigError("data.decode: gpu decodes with torchvision's nvJPEG, and torchvision is not installed")
         return self
+
+    def _check_face(self) -> None:
+        """A face run needs face data, a keypoint set scored with NME, GT face boxes and an NME monitor."""
+        if self.data.instances != "face":
+            raise ConfigError(f"data.instances: task=face reads face annotations, set data.instances=face "
+                              f"(got {self.data.instances!r})")
+        if self.keypoints.get("nme_normalizer") is None:
+            raise ConfigError(f"keypoints: task=face scores NME, and keypoint set {self.keypoints.get('name')!r} has no "
+                              f"nme_normalizer (face sets: face300w68, wflw98, cofw29, aflw19)")
+        if self.eval.boxes != "gt":
+            raise ConfigError(f"eval.boxes: task=face crops the annotated face boxes, expected gt, got {self.eval.boxes!r}")
+        for key, value in (("callbacks.checkpoint.monitor", self.callbacks.checkpoint.monitor),
+                           ("optimized_metric", self.optimized_metric)):
+            if value not in FACE_MONITORS:
+                raise ConfigError(f"{key}: a face run logs {list(FACE_MONITORS)}, got {value!r} "
+                                  f"(the face experiments set val/NME with mode min)")
 
     @property
     def global_batch_size(self) -> int:

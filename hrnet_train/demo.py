@@ -1,4 +1,5 @@
-"""Pose demo on images, folders, videos and webcams: annotated media + keypoints as JSON and CSV.
+"""Pose (and face landmark) demo on images, folders, videos and webcams: annotated media + keypoints as
+JSON and CSV.
 
 ``python -m hrnet_train.demo input=clip.mp4 ckpt=run.ckpt output_dir=out detector=hog detect_every=3``
 Options are ``key=value`` overrides of ``conf/demo.yaml`` (Hydra's compose API: same syntax and type
@@ -8,6 +9,11 @@ can run every k-th frame with the boxes in between taken from the previous poses
 one-line message: exit code 2 when it is found before the first frame (a missing file, an unfit
 checkpoint, a mistyped key -- with "did you mean"), 1 when a frame fails mid-run (the keypoints of
 the frames before it are still written). ``--help`` lists every option (conf/demo.yaml).
+
+A face landmark checkpoint (task face) draws its landmarks and contour lines on face boxes from
+OpenCV's Haar face detector (``detector=haar_face``, the default for face models) or the whole image
+(``detector=full_image``, an image that is one cropped face). Face sets define no OKS sigmas, so their
+poses are neither OKS-suppressed nor tracked: video frames are estimated one by one.
 """
 
 from __future__ import annotations
@@ -87,15 +93,21 @@ def help_text() -> str:
     examples = "\n".join(f"  {e}" for e in (
         "python -m hrnet_train.demo input=clip.mp4 ckpt=models/lspet_cpu/lspet_cpu.ckpt output_dir=outputs/demo detector=hog",
         "python -m hrnet_train.demo input=photo.jpg ckpt=pose_hrnet_w32_256x192.pth model=hrnet_w32 input_size=256x192",
+        "python -m hrnet_train.demo input=face.jpg ckpt=HR18-WFLW.pth model=hrnet_w18_face keypoints=wflw98 "
+        "input_size=256x256 draw.radius=2 draw.thickness=1",
     ))
     return (f"{__doc__.strip()}\n\nexamples:\n{examples}\n\nexit codes: 0 done, {EXIT_USAGE} bad input before the first frame, "
             f"{EXIT_FAILURE} a frame failed\n\noptions (conf/demo.yaml; set any as key=value):\n\n{options}")
 
 
-def _build_detector(cfg: DictConfig) -> PersonDetector:
-    if cfg.detector == "hog":
+DEFAULT_DETECTORS = {"pose": "hog", "face": "haar_face"}  # detector=null
+
+
+def _build_detector(cfg: DictConfig, task: str) -> PersonDetector:
+    name = DEFAULT_DETECTORS[task] if cfg.detector is None else str(cfg.detector)
+    if name == "hog":
         return HogPeopleDetector(**OmegaConf.to_container(cfg.hog))
-    return create_detector(str(cfg.detector))
+    return create_detector(name)
 
 
 def _build_estimator(cfg: DictConfig) -> PoseEstimator:
@@ -145,12 +157,13 @@ def run_demo(cfg: DictConfig) -> DemoResult:
             torch.set_num_threads(int(cfg.num_threads))
         source = open_frames(int(cfg.input) if isinstance(cfg.input, int) else str(cfg.input))
         estimator = _build_estimator(cfg)
-        detector = _build_detector(cfg)
+        detector = _build_detector(cfg, estimator.task)
     except (FileNotFoundError, ValueError, ImportError) as error:
         raise UsageError(str(error)) from None
     keypoint_set = estimator.keypoints
     is_video = source.fps is not None
-    tracker = Tracker(keypoint_set.sigmas, **OmegaConf.to_container(cfg.tracking)) if is_video and cfg.track else None
+    oks = keypoint_set.has_sigmas  # face sets have none: no OKS-NMS, no tracking (module docstring)
+    tracker = Tracker(keypoint_set.sigmas, **OmegaConf.to_container(cfg.tracking)) if is_video and cfg.track and oks else None
     smoother = PoseSmoother(source.fps, **OmegaConf.to_container(cfg.smoothing)) if tracker and cfg.smooth else None
     output = Path(cfg.output_dir)
     if cfg.save_media and source.kind in ("image", "folder"):
@@ -176,7 +189,8 @@ def run_demo(cfg: DictConfig) -> DemoResult:
             detected = time.perf_counter()
             (poses,) = estimator.predict(frame.image, boxes=boxes)
             poses = [pose for pose in poses if pose["score"] >= cfg.min_pose_score]
-            poses = _suppress_duplicates(poses, keypoint_set.sigmas)
+            if oks:
+                poses = _suppress_duplicates(poses, keypoint_set.sigmas)
             if tracker is not None:
                 for pose, track_id in zip(poses, tracker.update(poses)):
                     pose["track_id"] = track_id

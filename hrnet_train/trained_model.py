@@ -8,7 +8,9 @@ and reads the file once. Two kinds of file come in:
   output is in its ``hyper_parameters`` (task, model config, keypoint set, codec, input size, colour
   order); the EMA weights are used when the run kept them;
 * a bare state dict (an official ``.pth``, ``{'state_dict': ...}`` or a ``module.``-prefixed DDP
-  file): the caller names the architecture and the rest (keypoint set, codec, input size).
+  file): the caller names the architecture and the rest (keypoint set, codec, input size). Its task
+  follows from the keypoint set: a face set (scored with NME) makes it a face model, with the official
+  face codec and 256x256 input as defaults (the released ``HR18-*.pth``).
 
 The ``task`` field (``pose`` for checkpoints written before it existed) decides what is rebuilt
 besides the network: keypoint tasks (pose, face) get a keypoint set and a codec. Nothing here imports
@@ -19,6 +21,7 @@ runs from a pickle.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from torch import nn
 from hrnet_train.codecs import HeatmapCodec, create_codec
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.models import create_model, load_official_state_dict
+from hrnet_train.models.loading import pickled_objects_hint
 from hrnet_train.sizes import InputSize
 
 KEYPOINT_TASKS = ("pose", "face")
@@ -37,6 +41,10 @@ TASKS = KEYPOINT_TASKS
 DEFAULT_TASK = "pose"  # checkpoints written before the task field existed are pose checkpoints
 DEFAULT_KEYPOINTS = "coco17"
 DEFAULT_CODEC = {"name": "legacy", "sigma": 2.0}  # official checkpoints were trained with the reference codec
+DEFAULT_INPUT_SIZE = "256x192"
+# Official face checkpoints (HR18-*.pth): the official face codec at 256x256 (spec A.2, A.10-A.12).
+FACE_DEFAULT_CODEC = {"name": "face", "sigma": 1.5}
+FACE_INPUT_SIZE = "256x256"
 EMA_PREFIX = "ema.model."
 MODEL_PREFIX = "model."
 
@@ -76,7 +84,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file; all mean the same here
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {_first_line(error)})") from None
+        # A pickled module (the official face trainer's model_best.pth): say how to convert it.
+        hint = f" -- it {pickled_objects_hint(error)}" if isinstance(error, pickle.UnpicklingError) else ""
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {_first_line(error)}){hint}") from None
     if not isinstance(content, Mapping):
         raise CheckpointError(f"{path}: expected a checkpoint or state_dict (a mapping), got {type(content).__name__}")
     return dict(content)
@@ -177,18 +187,21 @@ def _from_state_dict(
 ) -> TrainedModel:
     model_config = {"name": model} if isinstance(model, str) else dict(model)
     keypoint_set = load_keypoint_set(keypoints if keypoints is not None else DEFAULT_KEYPOINTS)
+    task = "face" if keypoint_set.nme_normalizer is not None else DEFAULT_TASK
+    default_codec, default_size = (FACE_DEFAULT_CODEC, FACE_INPUT_SIZE) if task == "face" else (DEFAULT_CODEC, DEFAULT_INPUT_SIZE)
     network = create_model(model_config, num_joints=keypoint_set.num_joints)
-    size = InputSize.parse(input_size if input_size is not None else "256x192", "input_size")
+    size = InputSize.parse(input_size if input_size is not None else default_size, "input_size")
     size.check_multiple(getattr(network, "input_multiple", 1), "input_size")
     _load_weights(network, content, path)
-    heatmap_codec = build_codec(codec if codec is not None else DEFAULT_CODEC, size, codec_overrides)
+    heatmap_codec = build_codec(codec if codec is not None else default_codec, size, codec_overrides)
     return TrainedModel(
         network=network.eval(),
-        task=DEFAULT_TASK,
+        task=task,
         input_size=size,
         color_rgb=True if color_rgb is None else bool(color_rgb),
         keypoints=keypoint_set,
         codec=heatmap_codec,
+        flip_test=task != "face",  # the pose reference tests with flips, the official face code does not
         source={"ckpt": str(path), "kind": "state_dict", "model": str(model_config.get("name")), "input_size": str(size)},
     )
 

@@ -35,6 +35,8 @@ ENTRY_POINTS = {
     "lspet": ["-m", "hrnet_train.data.lspet"],
     "synthetic": ["-m", "hrnet_train.data.synthetic"],
     "mean_pose": ["-m", "hrnet_train.baselines.mean_pose"],
+    "mean_shape": ["-m", "hrnet_train.baselines.mean_shape"],
+    "face_convert": ["-m", "hrnet_train.data.face_convert"],
     "mediapipe": ["-m", "hrnet_train.baselines.mediapipe"],
 }
 
@@ -49,7 +51,7 @@ def test_every_entry_point_answers_help_with_options_and_an_example(name: str) -
     assert done.returncode == 0, done.stderr[-2000:]
     text = done.stdout.lower()
     assert "example" in text and "exit codes" in text
-    assert "output_dir" in text or name in ("complexity", "mean_pose")  # the one output key, where there is output
+    assert "output_dir" in text or name in ("complexity", "mean_pose", "mean_shape")  # the one output key, where there is output
 
 
 @pytest.mark.parametrize(

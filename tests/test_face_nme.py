@@ -46,7 +46,7 @@ def test_nme_with_interocular_normaliser_by_hand() -> None:
     # of trapezoid error at each of the two jumps (they lie on grid points): <= 2 * 0.5 * 1e-4 / 0.1 = 1e-3.
     assert 0.7 <= result.auc <= 0.7 + 1e-3
     table = result.to_markdown()
-    assert "| 10 jaw_11 | 36.50 |" in table and "| **all (2 faces)** | **3.00** |" in table and "| FR@0.08 | 0.00 |" in table
+    assert "| 10 jaw_11 | 36.50 |" in table and "| **all (2 faces)** | **3.00** |" in table and "| FR_0.08 (%) | 0.00 |" in table and "| AUC_0.1 (fraction) | 0.70" in table
 
 
 def test_cofw_and_aflw_normalisers_by_hand() -> None:

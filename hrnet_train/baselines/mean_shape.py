@@ -6,7 +6,8 @@ built from (``center``/``scale`` of the annotation, else the floor/ceil landmark
 each training face's landmarks are normalised as ``(p - center) / (200 * scale)``, the per-landmark
 mean is mapped back into every validation face's box.
 
-CLI: ``python -m hrnet_train.baselines.mean_shape TRAIN_JSON VAL_JSON [KEYPOINT_SET]`` (default face300w68).
+CLI: ``python -m hrnet_train.baselines.mean_shape train_ann=<json> val_ann=<json> [keypoints=face300w68]``.
+Every face training run (``task=face``) computes it for its own splits and reports it beside the model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
+from hrnet_train.cli_args import CommandLine, Option, UsageError, run_tool
 from hrnet_train.data.coco import load_coco
 from hrnet_train.data.face_records import face_records
 from hrnet_train.data.records import InstanceRecord
@@ -54,13 +56,25 @@ def mean_shape_nme(train: COCO | Path | str, val: COCO | Path | str, keypoints: 
     return annotation_nme(coco, keypoints, mean_shape_predictions(train, coco, keypoints))
 
 
+COMMAND_LINE = CommandLine(
+    prog="python -m hrnet_train.baselines.mean_shape",
+    summary="The no-learning face baseline: the training set's mean shape in every val face box, scored with NME.",
+    options=(Option("train_ann", "training face JSON (COCO-style)", required=True),
+             Option("val_ann", "validation face JSON (COCO-style)", required=True),
+             Option("keypoints", "keypoint set of the files (its NME normaliser is used)", str, "face300w68")),
+    examples=("python -m hrnet_train.baselines.mean_shape train_ann=data/synthetic_faces/annotations/face_landmarks_train.json "
+              "val_ann=data/synthetic_faces/annotations/face_landmarks_val.json",),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) not in (2, 3):
-        raise SystemExit("usage: python -m hrnet_train.baselines.mean_shape TRAIN_JSON VAL_JSON [KEYPOINT_SET]")
-    result = mean_shape_nme(args[0], args[1], args[2] if len(args) == 3 else "face300w68")
+    args = COMMAND_LINE.parse(sys.argv[1:] if argv is None else argv)
+    try:
+        result = mean_shape_nme(args["train_ann"], args["val_ann"], args["keypoints"])
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
     print("mean-shape baseline: " + "  ".join(f"{name} {100 * value:.2f}%" for name, value in result.summary().items()))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(COMMAND_LINE.prog, main))

@@ -139,6 +139,9 @@ class FaceCodec(HeatmapCodec):
         self.decode_mode = decode
         self.flip = flip
         self.image_flip_offset = 0.0 if flip == "official" else 1.0
+        # The official decode ends in image space with transform_pixel's trunc(x) + 1 (to_image); exported
+        # graphs stop at crop pixels, so their consumers apply it after back-projection (export metadata).
+        self.integer_image_coords = decode == "official"
         self.blur_sigma = self.sigma if blur_sigma is None else float(blur_sigma)
         self._patch = reference_gaussian_patch(self.sigma)
 

@@ -1,5 +1,6 @@
 """Data: the COCO top-down dataset (coco) with its instance records (records) and augmentation (augment),
-face landmark files (face_formats) and face instances (face_records) for the same dataset, the
+face landmark files (face_formats), face instances (face_records) for the same dataset and the converter
+of the official face downloads (face_convert), the
 synthetic people (synthetic) and faces (synthetic_faces) generators with their shared file layout
 (generated), the LSPET converter (lspet), your own keypoint exports (custom_keypoints), the dataset
 browser (browse), segmentation datasets (seg_*), and training batches built on the accelerator

@@ -34,6 +34,7 @@ from hrnet_train.data.augment import (
     flip_joints,
     sample_augmentation,
 )
+from hrnet_train.config_schema import INSTANCE_KINDS
 from hrnet_train.data.face_records import face_records
 from hrnet_train.data.records import InstanceRecord  # noqa: F401 (callers import the record type from here)
 from hrnet_train.image_io import read_image, read_jpeg_bytes, reduced_to_full
@@ -45,7 +46,6 @@ from hrnet_train.normalization import normalize_image
 log = logging.getLogger(__name__)
 
 PERSON_CATEGORY_ID = 1
-INSTANCE_KINDS = ("person", "face")
 
 
 # --------------------------------------------------------------------------- paths and loading

@@ -32,6 +32,13 @@ def landmark_center_scale(points: np.ndarray) -> tuple[np.ndarray, float]:
     return (low + high) / 2.0, float(np.max(high - low)) / 200.0
 
 
+def face_box_center_scale(box: np.ndarray, padding: float = FACE_BOX_PADDING) -> tuple[np.ndarray, np.ndarray]:
+    """The official face crop box of a given xywh face box (inference: a detector's or the user's box):
+    its centre and a square side = max(w, h), as scale = side / 200 (both entries), x ``padding``."""
+    x, y, w, h = (float(v) for v in np.ravel(box)[:4])
+    return np.array([x + w / 2.0, y + h / 2.0]), np.full(2, max(w, h) / 200.0 * padding)
+
+
 def face_records(
     coco: COCO, img_dir: str | Path, keypoints: KeypointSet, ann_file: str | Path = "<annotations>",
     padding: float = FACE_BOX_PADDING,

@@ -186,9 +186,9 @@ class PredictionAccumulator:
     ``results(gathered)``; deduplication by dataset index happens there in both cases.
     """
 
-    def __init__(self, codec, sigmas: np.ndarray, config: PostprocessConfig = PostprocessConfig()) -> None:
+    def __init__(self, codec, sigmas: np.ndarray | None, config: PostprocessConfig = PostprocessConfig()) -> None:
         self.codec = codec
-        self.sigmas = np.asarray(sigmas, dtype=np.float64)
+        self.sigmas = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)  # face sets have none
         self.config = config
         self._parts: list[DecodedInstances] = []
 
@@ -201,6 +201,8 @@ class PredictionAccumulator:
 
     def results(self, instances: DecodedInstances | None = None) -> list[dict]:
         """COCO results of ``instances`` (default: this process's), deduplicated by index."""
+        if self.sigmas is None:
+            raise ValueError("COCO results need the keypoint set's OKS sigmas (rescoring and OKS-NMS); this set has none")
         chosen = self.instances() if instances is None else instances
         return chosen.deduplicate().to_coco_results(self.sigmas, self.config)
 

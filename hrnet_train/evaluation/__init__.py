@@ -1,5 +1,5 @@
 """Evaluation: the COCO OKS metric (coco_metric), per-joint error analysis (analysis), torso PCK (pck),
-face landmark NME / FR / AUC (nme),
+face landmark NME / FR / AUC (nme) and a face evaluation's files (face_report),
 the codec ceiling oracle (codec_oracle), a worst-case gallery (gallery) and the ``evaluate.py`` run (runner).
 
 Decoding (flip test, rescoring, OKS-NMS, COCO results) lives one floor down in ``hrnet_train.decoding``.

@@ -23,6 +23,8 @@ from hrnet_train.keypoints import KeypointSet
 FAILURE_THRESHOLDS = (0.08, 0.10)
 AUC_THRESHOLD = 0.1
 CED_STEP = 1e-4
+# NMEResult.summary() keys at the default thresholds: what training logs (val/NME) and reports read.
+STAT_NAMES = ("NME", "FR_0.08", "FR_0.10", "AUC_0.1")
 
 
 def normalizers(ground_truth: np.ndarray, keypoint_set: KeypointSet, box_sizes: np.ndarray | None = None) -> np.ndarray:
@@ -97,17 +99,19 @@ class NMEResult:
         return float(self.per_image.mean())
 
     def summary(self) -> dict[str, float]:
-        """``{"NME": ..., "FR@0.08": ..., "FR@0.1": ..., "AUC@0.1": ...}`` (fractions)."""
-        rates = {f"FR@{t:g}": value for t, value in self.failure_rates.items()}
-        return {"NME": self.nme, **rates, f"AUC@{self.auc_threshold:g}": self.auc}
+        """``{"NME": ..., "FR_0.08": ..., "FR_0.10": ..., "AUC_0.1": ...}`` (fractions): the names training
+        logs (``val/NME``), evaluate.py writes and the ablation report's face columns read."""
+        rates = {f"FR_{t:.2f}": value for t, value in self.failure_rates.items()}
+        return {"NME": self.nme, **rates, f"AUC_{self.auc_threshold:g}": self.auc}
 
     def to_markdown(self, digits: int = 2) -> str:
-        """Per-landmark table (mean normalised error in %), then the summary rows."""
+        """Per-landmark table (mean normalised error in %), then the summary rows (FR in %, AUC as a fraction)."""
         lines = ["| landmark | NME (%) |", "|---|---|"]
         lines += [f"| {k} {name} | {100 * value:.{digits}f} |"
                   for k, (name, value) in enumerate(zip(self.landmark_names, self.per_landmark, strict=True))]
         lines.append(f"| **all ({len(self.per_image)} faces)** | **{100 * self.nme:.{digits}f}** |")
-        lines += [f"| {name} | {100 * value:.{digits}f} |" for name, value in self.summary().items() if name != "NME"]
+        lines += [f"| {name} (%) | {100 * value:.{digits}f} |" for name, value in self.summary().items() if name.startswith("FR")]
+        lines.append(f"| AUC_{self.auc_threshold:g} (fraction) | {self.auc:.{digits + 2}f} |")
         return "\n".join(lines)
 
 
@@ -135,10 +139,27 @@ def evaluate_nme(
     )
 
 
-def annotation_nme(coco: COCO, keypoint_set: KeypointSet, predictions: Mapping[int, np.ndarray], **options) -> NMEResult:
+def format_nme_table(rows: Mapping[str, Mapping[str, float]], digits: int = 2) -> str:
+    """Markdown table, one row per label: NME and failure rates in percent, AUC as a fraction."""
+    lines = ["| run | NME (%) | FR@0.08 (%) | FR@0.10 (%) | AUC@0.1 |", "|---|---|---|---|---|"]
+    for label, stats in rows.items():
+        percent = [f"{100 * stats[name]:.{digits}f}" for name in STAT_NAMES[:3]]
+        lines.append(f"| {label} | " + " | ".join(percent) + f" | {stats['AUC_0.1']:.{digits + 2}f} |")
+    return "\n".join(lines)
+
+
+def annotation_nme(
+    coco: COCO, keypoint_set: KeypointSet, predictions: Mapping[int, np.ndarray], complete: bool = True, **options
+) -> NMEResult:
     """NME over every face annotation of ``coco`` (ids in order); ``predictions`` maps annotation id ->
-    (L, 2+) image points. AFLW's ``box_size`` is read from the annotations. Every face needs a prediction."""
+    (L, 2+) image points. AFLW's ``box_size`` is read from the annotations. Every face needs a prediction
+    unless ``complete`` is False (then the predicted faces are scored; each must be an annotation of ``coco``)."""
     annotations = coco.loadAnns(sorted(coco.getAnnIds(iscrowd=False)))
+    if not complete:
+        unknown = sorted(set(predictions) - {ann["id"] for ann in annotations})
+        if unknown:
+            raise ValueError(f"NME: predictions for {len(unknown)} id(s) that are no face annotation, e.g. {unknown[:5]}")
+        annotations = [ann for ann in annotations if ann["id"] in predictions]
     missing = [ann["id"] for ann in annotations if ann["id"] not in predictions]
     if missing:
         raise ValueError(f"NME: no prediction for {len(missing)} face annotation(s), e.g. ids {missing[:5]}")

@@ -2,7 +2,9 @@
 
 One path serves every source of poses so their numbers are comparable: a checkpoint of ours or an
 official-format ``.pth`` (both through :func:`hrnet_train.trained_model.load_trained_model`), or an
-existing COCO results file. All of them end in :func:`hrnet_train.evaluation.report_writer.write_report`.
+existing COCO results file. All of them end in :func:`hrnet_train.evaluation.report_writer.write_report`;
+face models (the model's task decides) in :func:`hrnet_train.evaluation.face_report.write_face_report`
+(NME, FR, AUC, per-landmark table, CED plot).
 
 Inference runs through a Lightning ``Trainer.validate`` (CPU/GPU, bf16, DDP) around the shared
 validation loop (:class:`hrnet_train.evaluation.validation.PoseValidation`), the same one training
@@ -14,17 +16,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
-from hrnet_train.config_schema import ConfigError, EvaluateConfig, validate_evaluate_config
+from hrnet_train.config_schema import ConfigError, EvalConfig, EvaluateConfig, validate_evaluate_config
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.evaluation.coco_metric import load_coco, load_results
+from hrnet_train.evaluation.face_report import write_face_report
 from hrnet_train.evaluation.report_writer import ReportSettings, write_report
 from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions
 from hrnet_train.keypoints import load_keypoint_set
@@ -98,6 +101,15 @@ def evaluation_paths(data: Mapping[str, Any], need_images: bool) -> tuple[Path, 
     )
 
 
+def model_settings(settings: EvalConfig, trained: TrainedModel) -> EvalConfig:
+    """The evaluation settings for this model: ``flip_test`` null becomes the model's own (a checkpoint's
+    eval.flip_test; a pose .pth: on, the reference; a face .pth: off, the official face code has none),
+    and a face model needs its annotated face boxes (boxes=gt)."""
+    if trained.task == "face" and settings.boxes != "gt":
+        raise ConfigError(f"boxes: a face model crops the annotated face boxes, expected gt, got {settings.boxes!r}")
+    return settings if settings.flip_test is not None else replace(settings, flip_test=trained.flip_test)
+
+
 def run_from_config(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     """Validate evaluate.py's (Hydra) config and run it; see ``conf/eval.yaml`` for the fields.
 
@@ -130,19 +142,19 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
             input_size=str(data.get("input_size", "256x192")),
             color_rgb=data.get("color_rgb"),
         )
+        settings = model_settings(settings, trained)
+        config = replace(config, eval=settings)
         ann_file, img_dir = evaluation_paths(data, need_images=True)
         dataset = TopDownCocoDataset(
             ann_file, img_dir, trained.keypoints, trained.codec, train=False, boxes=settings.boxes,
             det_file=settings.det_file, det_score_thr=settings.det_score_thr, color_rgb=trained.color_rgb,
-            skip_corrupt=bool(data.get("skip_corrupt", False)),
+            skip_corrupt=bool(data.get("skip_corrupt", False)), instances="face" if trained.task == "face" else "person",
         )
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None
     instances, timing = predict_instances(trained, dataset, config)
     if instances is None:
         return None
-    validation = PoseValidation(trained.codec, trained.keypoints, settings)
-    results = validation.results(instances)
     print(
         f"inference: {timing['instances']} boxes in {timing['seconds']:.1f} s "
         f"({timing['instances_per_second']:.1f} boxes/s, {timing['world_size']} process(es))",
@@ -167,10 +179,16 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
         "devices": config.devices,
         "precision": config.precision,
         "codec": codec_settings,
-        "postprocess": asdict(validation.postprocess),
         "color_rgb": trained.color_rgb,
     }
     label = f"{trained.model_name} {trained.input_size} {codec.name}" + (" flip" if settings.flip_test else "")
+    if trained.task == "face":
+        annotation_ids = [dataset.records[i].annotation_id for i in instances.indices]
+        return write_face_report(out_dir, dataset.coco, trained.keypoints, instances, annotation_ids,
+                                 {**run_settings, "decode": codec.decode_mode}, label, extra={"throughput": timing})
+    validation = PoseValidation(trained.codec, trained.keypoints, settings)
+    results = validation.results(instances)
+    run_settings["postprocess"] = asdict(validation.postprocess)
     pck_predictions = None
     if settings.boxes == "gt":  # one prediction per GT box: PCK reads it directly, before NMS
         pck_predictions = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])

@@ -1,11 +1,13 @@
-"""The one validation loop of keypoint models, shared by training (``val/AP`` every epoch) and evaluate.py.
+"""The one validation loop of keypoint models, shared by training (``val/AP``, faces ``val/NME``, every
+epoch) and evaluate.py.
 
-Per batch: the network's heatmaps (flip test when on), decoded at once into a small table of poses.
-At the end: the tables of all DDP ranks are gathered (``all_gather_object``: ranks may hold different
-counts), deduplicated by dataset index (DistributedSampler pads with repeats) and restored to dataset
-order, so N processes give exactly the results of one. Scoring (COCO OKS AP, the shares of the
-error classes of Ronchi & Perona, plus torso PCK for single-person LSPET-style sets) is
-:func:`pose_metrics`, the numbers both paths report.
+Per batch: the network's heatmaps (flip test when on), decoded at once into a small table of poses
+(``codec.decode`` + ``codec.to_image``: image pixels). At the end: the tables of all DDP ranks are
+gathered (``all_gather_object``: ranks may hold different counts), deduplicated by dataset index
+(DistributedSampler pads with repeats) and restored to dataset order, so N processes give exactly the
+results of one. Scoring is per task: :func:`pose_metrics` (COCO OKS AP, the shares of the error
+classes of Ronchi & Perona, plus torso PCK for single-person LSPET-style sets) and :func:`face_metrics` (NME with the keypoint set's normaliser, FR, AUC), the
+numbers both paths report.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hrnet_train.decoding.flip_test import flip_test
 from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig, PredictionAccumulator
 from hrnet_train.evaluation.analysis import analyze_errors
 from hrnet_train.evaluation.coco_metric import evaluate_coco_keypoints
+from hrnet_train.evaluation.nme import NMEResult, annotation_nme
 from hrnet_train.evaluation.pck import annotation_pck, pck_applies
 from hrnet_train.keypoints import KeypointSet
 
@@ -35,14 +38,16 @@ def postprocess_config(settings: EvalConfig) -> PostprocessConfig:
 
 
 class PoseValidation:
-    """Collects the decoded poses of one validation pass: ``start``, ``heatmaps``/``add`` per batch, ``gather``."""
+    """Collects the decoded poses (or face landmarks) of one validation pass: ``start``,
+    ``heatmaps``/``add`` per batch, ``gather``. Only :meth:`results` (OKS rescoring and NMS) needs the
+    keypoint set's OKS sigmas, so face sets, which have none, use the same loop."""
 
     def __init__(self, codec: Any, keypoints: KeypointSet, settings: EvalConfig) -> None:
         self.codec = codec
         self.keypoints = keypoints
         self.settings = settings
         self.postprocess = postprocess_config(settings)
-        self._accumulator = PredictionAccumulator(codec, keypoints.sigmas, self.postprocess)
+        self._accumulator = PredictionAccumulator(codec, keypoints.oks_sigmas, self.postprocess)
 
     def start(self) -> None:
         self._accumulator.reset()
@@ -68,7 +73,7 @@ class PoseValidation:
 
     def results(self, instances: DecodedInstances) -> list[dict]:
         """COCO keypoint results (rescoring + NMS per image)."""
-        return instances.to_coco_results(self.keypoints.sigmas, self.postprocess)
+        return self._accumulator.results(instances)
 
 
 def gt_box_predictions(instances: DecodedInstances, annotation_ids: Sequence[int]) -> dict[int, np.ndarray]:
@@ -101,3 +106,10 @@ def secondary_stats_line(stats: Mapping[str, float]) -> str:
     if shares:
         parts.append("keypoints (%): " + ", ".join(shares))
     return "; ".join(parts)
+def face_metrics(
+    coco: COCO, keypoints: KeypointSet, instances: DecodedInstances, annotation_ids: Sequence[int], complete: bool = True
+) -> NMEResult:
+    """NME / FR / AUC of the decoded faces (row i is the face of annotation ``annotation_ids[i]``),
+    normalised by the keypoint set's ``nme_normalizer``. ``complete`` requires every face of ``coco`` to
+    be predicted (evaluate.py); training with ``limit_val_batches`` scores the faces it saw."""
+    return annotation_nme(coco, keypoints, gt_box_predictions(instances, annotation_ids), complete=complete)

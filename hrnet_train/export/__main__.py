@@ -37,7 +37,7 @@ CHECKPOINT_ONLY = ("ckpt", "ema")
 NAME_ONLY = ("model", "weights", "input_size", "num_joints", "head", "sigma")
 COMMAND_LINE = CommandLine(
     prog="python -m hrnet_train.export",
-    summary="Export a pose network with in-graph keypoint decoding to ONNX (input 'images' [B, 3, H, W]; "
+    summary="Export a pose or face landmark network with in-graph keypoint decoding to ONNX (input 'images' [B, 3, H, W]; "
             "outputs heatmaps, keypoints in input-crop pixels, scores).",
     options=(
         Option("ckpt", "a train.py checkpoint (model, codec, input size from it)"),
@@ -48,7 +48,7 @@ COMMAND_LINE = CommandLine(
         Option("num_joints", "with model: keypoints of the head", int, "17"),
         Option("head", "with model: v1 | v2 | v2_bias (default: the variant's own)"),
         Option("sigma", "with model: the codec's sigma", float, "2.0"),
-        Option("codec", "decoding in the graph: legacy | dark | udp (default: the checkpoint's; legacy with model)"),
+        Option("codec", "decoding in the graph: legacy | dark | udp | face (default: the checkpoint's; legacy with model)"),
         Option("format", "export format", str, "onnx"),
         Option("output_dir", "folder of the exported file", str, "."),
         Option("name", "file name without suffix (default: from the source)"),
@@ -57,6 +57,8 @@ COMMAND_LINE = CommandLine(
     examples=(
         "python -m hrnet_train.export ckpt=models/lspet_cpu/lspet_cpu.ckpt output_dir=exported",
         "python -m hrnet_train.export model=hrnet_w32 weights=pose_hrnet_w32_256x192.pth input_size=256x192 output_dir=exported",
+        "python -m hrnet_train.export model=hrnet_w18_face weights=HR18-WFLW.pth input_size=256x256 num_joints=98 "
+        "codec=face sigma=1.5 output_dir=exported",
     ),
 )
 
@@ -93,10 +95,12 @@ def source_from_checkpoint(path: str, prefer_ema: bool = True, codec_name: str |
     trained = load_trained_model(path, prefer_ema=prefer_ema)
     codec = trained.codec
     if codec_name is not None and codec_name != codec.name:
+        if trained.task == "face":  # the pose codecs' crops and offsets are not the face model's
+            raise UsageError(f"codec={codec_name}: {path} is a face model, exported with its face codec (drop codec=)")
         swapped = create_codec(codec_name, codec.input_size, sigma=codec.sigma, stride=codec.stride)
         joints = trained.keypoints.num_joints
         if swapped.output_shape(joints) != codec.output_shape(joints):
-            raise ValueError(
+            raise UsageError(
                 f"codec={codec_name}: decodes outputs of shape {swapped.output_shape(joints)}, this checkpoint's "
                 f"head gives {codec.output_shape(joints)} ({codec.name}); only codecs of one output layout swap"
             )
@@ -104,9 +108,12 @@ def source_from_checkpoint(path: str, prefer_ema: bool = True, codec_name: str |
     metadata = {
         "source": str(path),
         "model": trained.model_name,
+        "task": trained.task,
         "keypoints": ",".join(trained.keypoints.names),
         "color_rgb": str(trained.color_rgb).lower(),
     }
+    if trained.task == "face":  # how the estimator builds a face crop from a face box (face_box_center_scale)
+        metadata["crop_box"] = "face box centre; square side max(w, h) x 1.25; scale = side / 200"
     return ExportSource(trained.network, codec, metadata)
 
 

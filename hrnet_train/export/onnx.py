@@ -1,4 +1,4 @@
-"""ONNX export of a pose network with its codec's decoding inside the graph.
+"""ONNX export of a pose (or face landmark) network with its codec's decoding inside the graph.
 
 A deployed model should answer "where are the joints in my crop", not hand out heatmaps that every
 consumer must decode (and get the pixel convention wrong, spec section 9). The exported graph takes
@@ -52,6 +52,9 @@ def export_metadata(codec: HeatmapCodec, extra: dict[str, str] | None = None) ->
         "keypoints_unit": "input-crop pixels; image = backproject(keypoints, center, scale, input_size, codec)",
         "normalization": json.dumps(normalization_metadata()),
     }
+    if getattr(codec, "integer_image_coords", False):  # the official face decoding's last step, in image pixels
+        metadata["image_rounding"] = "trunc_plus_one"
+        metadata["keypoints_unit"] += ", then trunc(x) + 1 (backproject(..., trunc_plus_one=True))"
     metadata.update(extra or {})
     return metadata
 

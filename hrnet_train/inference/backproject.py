@@ -13,6 +13,9 @@ exported file stores it as metadata):
 
 This equals ``codec.to_image(keypoints_crop / heatmap_to_input, centers, scales)`` up to the
 reference's float32 rounding of the affine matrix (tests/test_export.py bounds the difference).
+The face codec is in the ``size`` convention with a square box; its official decoding
+(``decode=official``, exported metadata ``image_rounding: trunc_plus_one``) then takes
+``trunc(x) + 1`` of the image coordinates, as the official ``transform_pixel`` does (``trunc_plus_one``).
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ def backproject(
     scales: np.ndarray,
     input_size: tuple[int, int],
     codec: str,
+    trunc_plus_one: bool = False,
 ) -> np.ndarray:
     """(N, J, 2) crop-pixel keypoints + per-crop centers (N, 2), scales (N, 2) -> (N, J, 2) image pixels.
 
     ``input_size`` is the network input (height, width); ``codec`` is a codec name (its declared pixel
-    convention is used) or a convention itself (``"size"`` / ``"unit"``).
+    convention is used) or a convention itself (``"size"`` / ``"unit"``). ``trunc_plus_one``: the
+    official face decoding's integer step (module docstring).
     """
     points = np.asarray(keypoints_crop, dtype=np.float64)
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
@@ -56,4 +61,5 @@ def backproject(
     else:
         raise ValueError(f"backproject: unknown codec {codec!r}, expected a codec name ({sorted(CODECS)}) "
                          f"or a pixel convention {list(PIXEL_CONVENTIONS)}")
-    return centers[:, None, :] + (points - origin) * step[:, None, :]
+    image = centers[:, None, :] + (points - origin) * step[:, None, :]
+    return np.trunc(image) + 1.0 if trunc_plus_one else image

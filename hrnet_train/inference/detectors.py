@@ -8,6 +8,8 @@ image pixels), so the estimator never depends on how boxes were found:
 - ``HogPeopleDetector``: Dalal & Triggs HOG + linear SVM (CVPR 2005) through ``cv2.HOGDescriptor`` with
   OpenCV's built-in INRIA people SVM. Works offline with no download.
 - ``MediaPipePoseDetector``: boxes around MediaPipe's BlazePose landmarks (optional ``mediapipe`` extra).
+- ``HaarFaceDetector``: FACE boxes for the face landmark models, Viola & Jones (CVPR 2001) through
+  ``cv2.CascadeClassifier`` with the frontal-face cascade OpenCV ships in ``cv2.data``. Works offline.
 
 """
 
@@ -199,6 +201,48 @@ class HogPeopleDetector:
         return boxes
 
 
+FRONTAL_FACE_CASCADE = "haarcascade_frontalface_default.xml"  # in cv2.data.haarcascades (Intel licence, OpenCV)
+
+
+class HaarFaceDetector:
+    """Frontal faces with OpenCV's Haar cascade: square boxes from about the brows to the chin, which the
+    face estimator turns into the official face crop (centre, longer side x1.25).
+
+    ``scale_factor`` is the pyramid ratio, ``min_neighbors`` how many overlapping hits a face needs,
+    ``min_size`` the smallest face side in pixels, ``max_side`` shrinks large frames first. ``score`` is
+    the logistic of the cascade's last-stage weight: monotonic, not a calibrated probability.
+    """
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24, max_side: int | None = 1024):
+        if scale_factor <= 1.0:
+            raise ValueError(f"scale_factor: expected > 1, got {scale_factor}")
+        if min_neighbors < 0 or min_size < 1:
+            raise ValueError(f"min_neighbors >= 0 and min_size >= 1 expected, got {min_neighbors}, {min_size}")
+        path = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / FRONTAL_FACE_CASCADE
+        self._cascade = cv2.CascadeClassifier(str(path))
+        if self._cascade.empty():
+            raise ImportError(f"HaarFaceDetector: OpenCV's face cascade {path} could not be loaded "
+                              "(opencv-python(-headless) ships it in cv2.data)")
+        self.scale_factor, self.min_neighbors, self.min_size, self.max_side = scale_factor, min_neighbors, min_size, max_side
+
+    def __call__(self, image_bgr: np.ndarray) -> BoxArray:
+        _check_image(image_bgr)
+        factor = 1.0 if self.max_side is None else min(1.0, self.max_side / max(image_bgr.shape[:2]))
+        grey = cv2.cvtColor(np.ascontiguousarray(image_bgr), cv2.COLOR_BGR2GRAY)
+        if factor < 1.0:
+            grey = cv2.resize(grey, (round(grey.shape[1] * factor), round(grey.shape[0] * factor)), interpolation=cv2.INTER_AREA)
+        rects, _, weights = self._cascade.detectMultiScale3(
+            cv2.equalizeHist(grey), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size), outputRejectLevels=True,
+        )
+        if len(rects) == 0:
+            return np.zeros((0, 5), dtype=np.float64)
+        boxes = np.asarray(rects, dtype=np.float64).reshape(-1, 4) / factor
+        scores = 1.0 / (1.0 + np.exp(-np.asarray(weights, dtype=np.float64).reshape(-1, 1)))
+        result = np.concatenate([boxes, scores], axis=1)
+        return result[np.argsort(-result[:, 4], kind="stable")]
+
+
 def open_pose_landmarker(model_path: str | Path | None, num_poses: int, min_detection_confidence: float,
                          min_presence_confidence: float | None = None) -> tuple[object, object]:
     """``(mediapipe module, PoseLandmarker)`` in IMAGE mode from a ``.task`` bundle (default: the shared data's).
@@ -261,11 +305,12 @@ _DETECTORS: dict[str, Callable[..., PersonDetector]] = {
     "full_image": FullImage,
     "hog": HogPeopleDetector,
     "mediapipe": MediaPipePoseDetector,
+    "haar_face": HaarFaceDetector,
 }
 
 
 def create_detector(name: str, **kwargs) -> PersonDetector:
-    """Build a detector by name: ``given`` (boxes=...), ``full_image``, ``hog``, ``mediapipe``."""
+    """Build a detector by name: ``given`` (boxes=...), ``full_image``, ``hog``, ``mediapipe``, ``haar_face``."""
     try:
         factory = _DETECTORS[name]
     except KeyError:

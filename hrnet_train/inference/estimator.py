@@ -1,10 +1,13 @@
 """Top-down pose estimation on whole images: boxes -> crops -> network (+ flip test) -> keypoints.
 
-The same geometry as evaluation (``codec.crop_transform`` for the crop, ``codec.decode`` +
+The same geometry as evaluation (``codec.image_transform`` for the crop, ``codec.decode`` +
 ``codec.to_image`` back, reference rescoring), so a pose predicted here equals the one the COCO
-evaluation scores for the same box. Crops of ALL images of a call share forward batches and the
-mirrored crops of the flip test ride in the same batch as the originals: on small images the fixed
-cost per forward pass dominates, so fewer, fuller batches are what makes inference fast.
+evaluation scores for the same box. Face models (``task="face"``) take face boxes the way the official
+face code builds its crop box: the box centre and its longer side, x1.25, cropped with the official
+face warp; their landmarks come back in the same person dicts. Crops of ALL images of a call share
+forward batches and the mirrored crops of the flip test ride in the same batch as the originals: on
+small images the fixed cost per forward pass dominates, so fewer, fuller batches are what makes
+inference fast.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from hrnet_train.decoding.flip_test import flip_test
 from hrnet_train.decoding.rescoring import IN_VIS_THRE, rescore
 from hrnet_train.inference.detectors import FullImage, PersonDetector, validate_boxes
 from hrnet_train.inference.media import read_image
-from hrnet_train.trained_model import DEFAULT_CODEC, TrainedModel, load_trained_model
+from hrnet_train.data.face_records import face_box_center_scale
+from hrnet_train.trained_model import DEFAULT_CODEC, KEYPOINT_TASKS, TrainedModel, load_trained_model
 
 PRECISIONS = ("32", "bf16")
 CHANNEL_ORDERS = ("bgr", "rgb")
@@ -65,7 +69,10 @@ class PoseEstimator:
         max_batch: int = 32,
         color_rgb: bool = True,
         in_vis_thre: float = IN_VIS_THRE,
+        task: str = "pose",
     ):
+        if task not in KEYPOINT_TASKS:
+            raise ValueError(f"task: expected one of {list(KEYPOINT_TASKS)}, got {task!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {list(PRECISIONS)}, got {precision!r}")
         if max_batch < (2 if flip_test else 1):
@@ -79,6 +86,7 @@ class PoseEstimator:
         self.max_batch = max_batch
         self.color_rgb = color_rgb
         self.in_vis_thre = in_vis_thre
+        self.task = task
         self.aspect_ratio = codec.input_size[1] / codec.input_size[0]
 
     @classmethod
@@ -121,7 +129,7 @@ class PoseEstimator:
         if trained.codec is None or trained.keypoints is None:
             raise ValueError(f"{trained.source.get('ckpt')}: a {trained.task} model has no keypoints to estimate")
         return cls(trained.network, trained.codec, trained.keypoints, device, precision,
-                   trained.flip_test if flip_test is None else flip_test, max_batch, trained.color_rgb)
+                   trained.flip_test if flip_test is None else flip_test, max_batch, trained.color_rgb, task=trained.task)
 
     # ------------------------------------------------------------------ public API
 
@@ -206,9 +214,13 @@ class PoseEstimator:
         return [validate_boxes(image_boxes, f"boxes[{index}]") for index, image_boxes in enumerate(boxes)]
 
     def _crop(self, image: np.ndarray, order: str, image_index: int, box: np.ndarray) -> _Crop:
-        center, scale = box_to_center_scale(box[:4], self.aspect_ratio, padding=BOX_PADDING)
+        if self.task == "face":
+            center, scale = face_box_center_scale(box[:4])
+        else:
+            center, scale = box_to_center_scale(box[:4], self.aspect_ratio, padding=BOX_PADDING)
         height, width = self.codec.input_size
-        crop = cv2.warpAffine(image, self.codec.crop_transform(center, scale), (width, height), flags=cv2.INTER_LINEAR)
+        warp = self.codec.image_transform(center, scale, 0.0, image.shape[:2])
+        crop = cv2.warpAffine(image, warp, (width, height), flags=cv2.INTER_LINEAR)
         if (order == "rgb") != self.color_rgb:
             crop = crop[..., ::-1]
         return _Crop(image_index, box, center, scale, normalize_image(crop))

@@ -72,15 +72,21 @@ def _load_weights_only(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        what = f" ({found.group(1)})" if found else ""
-        raise ValueError(
-            f"{path}: holds pickled Python objects{what}, not only tensors -- e.g. a whole nn.Module, as the "
-            "official face trainer's model_best.pth and checkpoint_{epoch}.pth. Only weights are loaded "
-            "(torch.load weights_only=True). Where you trust the file, convert it once: "
-            "torch.save(torch.load(path, weights_only=False).state_dict(), 'weights.pth') "
-            "(for checkpoint_*.pth take ['state_dict'].state_dict())"
-        ) from None
+        raise ValueError(f"{path}: {pickled_objects_hint(error)}") from None
+
+
+def pickled_objects_hint(error: pickle.UnpicklingError) -> str:
+    """What a weights-only load failure means for a checkpoint and how to convert the file (the official
+    face trainer pickles whole modules)."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    what = f" ({found.group(1)})" if found else ""
+    return (
+        f"holds pickled Python objects{what}, not only tensors -- e.g. a whole nn.Module, as the "
+        "official face trainer's model_best.pth and checkpoint_{epoch}.pth. Only weights are loaded "
+        "(torch.load weights_only=True). Where you trust the file, convert it once: "
+        "torch.save(torch.load(path, weights_only=False).state_dict(), 'weights.pth') "
+        "(for checkpoint_*.pth take ['state_dict'].state_dict())"
+    )
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

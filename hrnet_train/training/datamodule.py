@@ -1,4 +1,5 @@
-"""LightningDataModule: COCO-format train/val splits (real COCO, converted LSPET or synthetic people).
+"""LightningDataModule: COCO-format train/val splits (real COCO, converted LSPET, synthetic people; with
+``data.instances=face`` face landmark files: converted official sets or synthetic faces).
 
 Shuffling uses an epoch-seeded sampler and augmentation an epoch-seeded dataset stream, so a run
 resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen.
@@ -118,6 +119,7 @@ class PoseDataModule(pl.LightningDataModule):
                 seed=self.seed,
                 pipeline=self.data.pipeline,
                 decode=self.data.decode,
+                instances=self.data.instances,
             )
         if self.val_dataset is None:
             self.val_dataset = self.build_val_dataset()
@@ -135,6 +137,7 @@ class PoseDataModule(pl.LightningDataModule):
             color_rgb=self.data.color_rgb,
             skip_corrupt=self.data.skip_corrupt,
             seed=self.seed,
+            instances=self.data.instances,
         )
 
     def train_dataloader(self) -> DataLoader:

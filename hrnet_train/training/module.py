@@ -18,6 +18,8 @@ from torch import nn
 
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import TrainConfig
+from hrnet_train.data.coco import TopDownCocoDataset
+from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.plain import to_plain
 from hrnet_train.evaluation.coco_metric import format_stats_table
@@ -30,7 +32,12 @@ from hrnet_train.training.visualization import prediction_grid
 
 
 class PoseLightningModule(pl.LightningModule):
-    """Wraps a pose network; ``hparams`` is the plain dict of :func:`checkpointing.checkpoint_hparams`."""
+    """Wraps a pose network; ``hparams`` is the plain dict of :func:`checkpointing.checkpoint_hparams`.
+
+    Other keypoint tasks subclass it and override :meth:`validation_metrics` and :meth:`metrics_table`.
+    """
+
+    TABLE_TAG = "val/AP_table"  # TensorBoard text tag of the metrics table
 
     def __init__(self, model: nn.Module, config: TrainConfig, keypoints: KeypointSet, codec: HeatmapCodec, hparams: Mapping[str, Any]) -> None:
         super().__init__()
@@ -134,30 +141,37 @@ class PoseLightningModule(pl.LightningModule):
         # One row per val instance, gathered from every rank (DistributedSampler pads with repeats);
         # the count is logged so a run shows every instance was evaluated exactly once.
         instances = self.validation.gather(self.trainer.world_size)
-        dataset = self.trainer.datamodule.val_dataset
-        gt_box_poses = None
-        if self.config.eval.boxes == "gt":  # one prediction per GT box, before NMS, as evaluate.py reports PCK
-            gt_box_poses = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
-        stats = pose_metrics(dataset.coco, self.validation.results(instances), self.keypoints, gt_box_poses)
+        stats = self.validation_metrics(instances, self.trainer.datamodule.val_dataset)
         self.last_stats = stats
         # The re-evaluation of the best checkpoint after fit (trainer.validate) is not an epoch: its numbers
         # reach callback_metrics (the runner's report) but not the logger's curves, and its table says so.
         final = self.trainer.state.fn == "validate"
         self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True, logger=not final)
         self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True, logger=not final)
-        box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
         label = "best checkpoint" if final else f"epoch {self.current_epoch}"
-        self.last_table = "\n".join(filter(None, [format_stats_table({label: stats}, box_source), secondary_stats_line(stats)]))
+        self.last_table = self.metrics_table(stats, label)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking and not final:
             self.print(self.last_table)
             self._log_to_tensorboard()
+
+    def validation_metrics(self, instances: DecodedInstances, dataset: TopDownCocoDataset) -> dict[str, float]:
+        """The task's scores of one validation pass (pose: COCO OKS AP, plus PCK for LSPET-style sets)."""
+        gt_box_poses = None
+        if self.config.eval.boxes == "gt":  # one prediction per GT box, before NMS, as evaluate.py reports PCK
+            gt_box_poses = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
+        return pose_metrics(dataset.coco, self.validation.results(instances), self.keypoints, gt_box_poses)
+
+    def metrics_table(self, stats: Mapping[str, float], label: str) -> str:
+        """The printed (and TensorBoard text) table of one validation pass."""
+        table = format_stats_table({label: stats}, "gt" if self.config.eval.boxes == "gt" else "detector")
+        return "\n".join(filter(None, [table, secondary_stats_line(stats)]))
 
     def _log_to_tensorboard(self) -> None:
         """AP table as text and the prediction grid as an image (TensorBoard only; CSV has no such types)."""
         experiment = getattr(self.logger, "experiment", None)
         if not hasattr(experiment, "add_image"):
             return
-        experiment.add_text("val/AP_table", self.last_table, self.global_step)
+        experiment.add_text(self.TABLE_TAG, self.last_table, self.global_step)
         if self._vis_batch is None:
             return
         vis = self._vis_batch

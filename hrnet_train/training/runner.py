@@ -24,6 +24,7 @@ from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import ConfigError, TrainConfig
 from hrnet_train.data.lspet import ensure_lspet_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
+from hrnet_train.data.synthetic_faces import ensure_synthetic_faces
 from hrnet_train.training.callbacks import (
     DatasetEpochSeeder,
     LoggingCadence,
@@ -38,6 +39,8 @@ from hrnet_train.trained_model import CheckpointError, read_checkpoint, resume_m
 # LoggingCadence lowers log_every_n_steps to the batches of an epoch, so Lightning's advice is moot.
 warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
 RESOLVED_CONFIG_NAME = "config_resolved.yaml"
+# data.generate_synthetic: the generator of the configured instances (data.synthetic are its parameters).
+SYNTHETIC_GENERATORS = {"person": ensure_synthetic_dataset, "face": ensure_synthetic_faces}
 REPORT_NAME = "report.json"
 
 
@@ -61,7 +64,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     ckpt_path = resolve_resume(config, resolved, run_dir)
     data = config.data
     if data.generate_synthetic:
-        ensure_synthetic_dataset(data.root, **data.synthetic)
+        SYNTHETIC_GENERATORS[data.instances](data.root, **data.synthetic)
     if data.lspet_source is not None:
         ensure_lspet_dataset(data.lspet_source, data.root)
     task = build_task(config, resolved)

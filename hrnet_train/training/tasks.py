@@ -17,13 +17,18 @@ import pytorch_lightning as pl
 
 import torch
 
+from hrnet_train.baselines.mean_shape import mean_shape_nme
+from hrnet_train.codecs import HeatmapCodec
 from hrnet_train.config_schema import ConfigError, TrainConfig
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
+from hrnet_train.evaluation.nme import STAT_NAMES as NME_STAT_NAMES
+from hrnet_train.evaluation.nme import format_nme_table
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.models import create_model
 from hrnet_train.sizes import InputSize
 from hrnet_train.training.checkpointing import checkpoint_hparams
 from hrnet_train.training.datamodule import PoseDataModule
+from hrnet_train.training.face_module import FaceLightningModule
 from hrnet_train.training.fine_tune import BackboneFreeze, InitFromError, initialize_from
 from hrnet_train.training.module import PoseLightningModule
 from hrnet_train.trained_model import CheckpointError, build_codec
@@ -51,27 +56,76 @@ class TrainingTask:
     callbacks: list[pl.Callback] = field(default_factory=list)
 
 
-def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
-    """Top-down keypoints on COCO-format data: heatmap codec targets, OKS AP (and PCK) validation."""
+@dataclass
+class _KeypointParts:
+    """What every top-down keypoint task (pose, face) builds the same way from the config."""
+
+    input_size: InputSize
+    keypoints: KeypointSet
+    codec: HeatmapCodec
+    model: torch.nn.Module
+    datamodule: PoseDataModule
+    init_summary: str
+    callbacks: list[pl.Callback]
+
+
+def _keypoint_parts(config: TrainConfig) -> _KeypointParts:
     input_size = config.data.input_hw
     keypoints = load_keypoint_set(config.keypoints)
     codec = build_codec(config.codec, input_size)
     model = create_model(config.model, num_joints=keypoints.num_joints)
     init_summary, callbacks = _initialise(model, config, keypoints, codec.channels_per_joint, input_size)
     datamodule = PoseDataModule(config.data, config.eval, keypoints, codec, config.seed, uses_gpu=config.trainer.uses_gpu)
-    module = PoseLightningModule(model, config, keypoints, codec, checkpoint_hparams(resolved, input_size, keypoints.num_joints))
+    return _KeypointParts(input_size, keypoints, codec, model, datamodule, init_summary, callbacks)
+
+
+def _describe(parts: _KeypointParts) -> str:
+    return (f"codec {parts.codec.name} (sigma {parts.codec.sigma})  keypoints {parts.keypoints.name} "
+            f"({parts.keypoints.num_joints})")
+
+
+def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
+    """Top-down keypoints on COCO-format data: heatmap codec targets, OKS AP (and PCK) validation."""
+    parts = _keypoint_parts(config)
+    hparams = checkpoint_hparams(resolved, parts.input_size, parts.keypoints.num_joints)
+    module = PoseLightningModule(parts.model, config, parts.keypoints, parts.codec, hparams)
     box_source = "gt" if config.eval.boxes == "gt" else "detector"
     return TrainingTask(
         name="pose",
         module=module,
-        datamodule=datamodule,
-        input_size=input_size,
+        datamodule=parts.datamodule,
+        input_size=parts.input_size,
         stat_names=STAT_NAMES,
         final_table=lambda stats, label: format_stats_table({label: stats}, box_source),
-        describe=f"codec {codec.name} (sigma {codec.sigma})  keypoints {keypoints.name} ({keypoints.num_joints})",
-        init_summary=init_summary,
+        describe=_describe(parts),
+        init_summary=parts.init_summary,
         report_fields={"boxes": config.eval.boxes, "flip_test": config.eval.flip_test},
-        callbacks=callbacks,
+        callbacks=parts.callbacks,
+    )
+
+
+def build_face_task(config: TrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
+    """Facial landmarks (spec A): the top-down keypoint path on face annotations (official face box),
+    NME with the keypoint set's normaliser, FR@0.08/0.10 and AUC@0.1 every validation (best checkpoint:
+    ``val/NME``, lowest). The no-learning mean-shape baseline of the same splits is computed once
+    (annotations only) and reported beside the model, so every face run says what it learned."""
+    parts = _keypoint_parts(config)
+    hparams = {**checkpoint_hparams(resolved, parts.input_size, parts.keypoints.num_joints), "task": "face"}
+    module = FaceLightningModule(parts.model, config, parts.keypoints, parts.codec, hparams)
+    datamodule = parts.datamodule
+    baseline = mean_shape_nme(datamodule.train_ann, datamodule.val_ann, parts.keypoints).summary()
+    baseline_label = "mean-shape baseline (no learning)"
+    return TrainingTask(
+        name="face",
+        module=module,
+        datamodule=datamodule,
+        input_size=parts.input_size,
+        stat_names=NME_STAT_NAMES,
+        final_table=lambda stats, label: format_nme_table({label: stats, baseline_label: baseline}),
+        describe=f"{_describe(parts)}  mean-shape baseline NME {100 * baseline['NME']:.2f}%",
+        init_summary=parts.init_summary,
+        report_fields={"flip_test": config.eval.flip_test, "mean_shape_NME": round(baseline["NME"], 6)},
+        callbacks=parts.callbacks,
     )
 
 
@@ -97,7 +151,9 @@ def _initialise(
             "expect a lower AP on real data)"), callbacks
 
 
-TASK_BUILDERS: dict[str, Callable[[TrainConfig, Mapping[str, Any]], TrainingTask]] = {"pose": build_pose_task}
+TASK_BUILDERS: dict[str, Callable[[TrainConfig, Mapping[str, Any]], TrainingTask]] = {
+    "pose": build_pose_task, "face": build_face_task,
+}
 
 
 def build_task(config: TrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
