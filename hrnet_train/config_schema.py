@@ -24,7 +24,7 @@ from hrnet_train.sizes import InputSize
 
 PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
-SCHEDULE_NAMES = ("multistep", "cosine", "constant")
+SCHEDULE_NAMES = ("multistep", "cosine", "constant", "poly")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
 BOX_SOURCES = ("gt", "det")
 NMS_MODES = ("oks", "soft", "none")
@@ -201,9 +201,12 @@ class SchedulerConfig:
     warmup_iters: int = 0
     warmup_start_factor: float = 0.001
     min_lr_factor: float = 0.0
+    power: float = 0.9  # poly: lr = base * (1 - it / max_it) ** power (official segmentation, spec B.7)
 
     def check(self, prefix: str) -> SchedulerConfig:
         _one_of(self.name, SCHEDULE_NAMES, f"{prefix}.name")
+        if self.power <= 0:
+            raise ConfigError(f"{prefix}.power: expected a positive poly exponent, got {self.power}")
         if list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"{prefix}.milestones: must be increasing, got {list(self.milestones)}")
         _at_least(self.warmup_iters, 0, f"{prefix}.warmup_iters")

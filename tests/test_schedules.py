@@ -88,3 +88,26 @@ def test_linear_scaling(base_lr: float, global_batch: int, base_batch: int, expe
 def test_unknown_optimizer_is_named() -> None:
     with pytest.raises(ValueError, match="optimizer.name.*'rmsprop'"):
         build_optimizer("rmsprop", [torch.nn.Parameter(torch.zeros(1))], 1e-3)
+
+
+def test_poly_matches_the_official_loop_that_sets_the_lr_after_each_step() -> None:
+    """Spec B.7: the official trainer runs a step, then sets lr = base * (1 - it / max_it)^0.9 with it = that
+    step's index (``adjust_learning_rate(..., i_iter + cur_iters)``); the LR each step ran with is compared."""
+    base, steps_per_epoch, epochs = 0.01, 7, 3
+    max_it = steps_per_epoch * epochs
+    official, lr = [], base
+    for it in range(max_it):
+        official.append(lr)
+        lr = base * (1 - it / max_it) ** 0.9
+    optimizer = build_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], base, weight_decay=5e-4)
+    scheduler = StepwiseLR(optimizer, SchedulerConfig(name="poly", warmup_iters=0), steps_per_epoch, epochs)
+    ours = []
+    for _ in range(max_it):
+        ours.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert ours == pytest.approx(official, rel=1e-12)
+    assert ours[:2] == [base, base] and ours[-1] == pytest.approx(base * (2 / max_it) ** 0.9)
+    # Past the end (more steps than planned) the factor stays 0 instead of (negative) ** 0.9.
+    assert lr_factor(SchedulerConfig(name="poly"), max_it + 5, steps_per_epoch, epochs) == 0.0
+    assert lr_factor(SchedulerConfig(name="poly", power=1.0), 11, steps_per_epoch, epochs) == pytest.approx(1 - 10 / max_it)
