@@ -12,51 +12,33 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import TrainConfig
 from hrnet_train.keypoints import KeypointSet
-from hrnet_train.plain import to_plain
 from hrnet_train.evaluation.coco_metric import format_stats_table
 from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics
-from hrnet_train.training.ema import ModelEMA
 from hrnet_train.training.losses import JointsMSELoss
-from hrnet_train.training.schedules import StepwiseLR, build_optimizer, scale_lr
+from hrnet_train.training.task_module import TaskLightningModule
 from hrnet_train.training.visualization import prediction_grid
 
 
-class PoseLightningModule(pl.LightningModule):
+class PoseLightningModule(TaskLightningModule):
     """Wraps a pose network; ``hparams`` is the plain dict of :func:`checkpointing.checkpoint_hparams`."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, keypoints: KeypointSet, codec: HeatmapCodec, hparams: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self.config = config
+        super().__init__(model, config, hparams)
         self.keypoints = keypoints
         self.codec = codec
-        self.save_hyperparameters(dict(hparams))
         joint_weights = keypoints.joint_weights.tolist() if config.loss.use_joint_weights else None
         self.loss = JointsMSELoss(config.loss.use_target_weight, joint_weights, config.loss.ohkm_topk)
-        self.channels_last = config.trainer.channels_last
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.ema = ModelEMA(model, config.ema.decay) if config.ema.enabled else None
         self.validation = PoseValidation(codec, keypoints, config.eval)
-        self.last_stats: dict[str, float] = {}
         self.last_table = ""
         self._vis_batch: dict[str, np.ndarray] | None = None
-        self._ema_step = -1
 
     # ------------------------------------------------------------------ training
-
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self._prepare(images))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         heatmaps = self(batch["image"])
@@ -65,35 +47,6 @@ class PoseLightningModule(pl.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=size)
         return loss
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # One EMA update per optimiser step (several batches per step with gradient accumulation).
-        if self.ema is not None and self.global_step != self._ema_step:
-            self.ema.update(self.model)
-            self._ema_step = self.global_step
-
-    @property
-    def evaluated_model(self) -> nn.Module:
-        """The weights validation and export use: the EMA copy when EMA is on."""
-        return self.ema.model if self.ema is not None else self.model
-
-    def global_batch_size(self) -> int:
-        trainer = self.trainer
-        return self.config.data.batch_size * trainer.world_size * trainer.accumulate_grad_batches
-
-    def scaled_lr(self, global_batch: int) -> float:
-        opt = self.config.optimizer
-        return scale_lr(opt.lr, global_batch, opt.base_batch_size) if opt.scale_lr else opt.lr
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        opt = self.config.optimizer
-        optimizer = build_optimizer(
-            opt.name, self.model.parameters(), self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum, opt.betas
-        )
-        max_epochs = self.trainer.max_epochs
-        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max_epochs)
-        scheduler = StepwiseLR(optimizer, self.config.scheduler, steps_per_epoch, max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     # ------------------------------------------------------------------ validation
 
@@ -155,9 +108,3 @@ class PoseLightningModule(pl.LightningModule):
             vis["images"], pred * stride, gt * stride, vis["weights"] > 0, self.keypoints.skeleton, color_rgb=self.config.data.color_rgb
         )
         experiment.add_image("val/predictions_vs_gt", grid, self.global_step, dataformats="HWC")
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lightning stores an AttributeDict; a plain dict keeps the file loadable with weights_only=True.
-        checkpoint["hyper_parameters"] = to_plain(dict(self.hparams))
