@@ -16,14 +16,17 @@ from typing import Any
 import pytorch_lightning as pl
 
 from hrnet_train.codecs import create_codec
-from hrnet_train.config_schema import TrainConfig
+from hrnet_train.config_schema import SEG_METRICS, SegTrainConfig, TrainConfig
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
+from hrnet_train.evaluation.seg_validation import stats_table
 from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.models import create_model
 from hrnet_train.sizes import InputSize
 from hrnet_train.training.checkpointing import checkpoint_hparams
 from hrnet_train.training.datamodule import PoseDataModule
 from hrnet_train.training.module import PoseLightningModule
+from hrnet_train.training.seg_datamodule import SegDataModule
+from hrnet_train.training.seg_module import SegLightningModule, load_initial_weights, segmentation_hparams
 
 
 @dataclass
@@ -68,7 +71,35 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
     )
 
 
-TASK_BUILDERS: dict[str, Callable[[TrainConfig, Mapping[str, Any]], TrainingTask]] = {"pose": build_pose_task}
+def build_segmentation_task(config: SegTrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
+    """Semantic segmentation: class logits, cross-entropy (OHEM optional), confusion-matrix mIoU validation."""
+    datamodule = SegDataModule(config.data, config.seed, uses_gpu=config.trainer.uses_gpu)
+    classes = datamodule.classes
+    model = create_model(config.model, num_classes=classes.num_classes)
+    if config.seg_init_from is not None:
+        load_initial_weights(model, config.seg_init_from)
+    crop = config.data.input_hw
+    hparams = segmentation_hparams(resolved, classes, crop, model.spec.align_corners, config.eval)
+    module = SegLightningModule(model, config, classes, hparams)
+    stat_names = (*SEG_METRICS, *(f"IoU_{name.replace(' ', '_')}" for name in classes.names))
+    loss = f"{'OHEM ' if config.loss.ohem else ''}cross-entropy{' (class weights)' if classes.class_weights is not None else ''}"
+    return TrainingTask(
+        name="segmentation",
+        module=module,
+        datamodule=datamodule,
+        input_size=crop,
+        stat_names=stat_names,
+        final_table=lambda stats, label: stats_table(stats, classes, label),
+        describe=f"classes {classes.name} ({classes.num_classes})  loss {loss}  init {config.seg_init_from or 'random (official init)'}",
+        report_fields={"classes": classes.name, "scales": list(config.eval.scales), "flip": config.eval.flip,
+                       "seg_init_from": config.seg_init_from},
+    )
+
+
+TASK_BUILDERS: dict[str, Callable[[TrainConfig, Mapping[str, Any]], TrainingTask]] = {
+    "pose": build_pose_task,
+    "segmentation": build_segmentation_task,  # type: ignore[dict-item]  # takes the SegTrainConfig of its task
+}
 
 
 def build_task(config: TrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
