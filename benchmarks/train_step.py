@@ -7,13 +7,16 @@ the batch size over the median step time. Achieved GFLOP/s counts TRUE training 
 optimiser not counted), shown as a fraction of the machine peak measured in this run for the mode's
 compute dtype (higher of a large matmul and a large 3x3 conv).
 
-Modes: eager_fp32 (baseline), channels_last, bf16 (autocast), compile (torch.compile, fp32 NCHW),
-bf16+channels_last, bf16+channels_last+compile (compile modes run by default on GPU only: on a
-2-core CPU inductor compilation takes many minutes; ask for them with --modes). Lightning's ``precision=bf16-mixed`` and
-``trainer.channels_last=true`` give the bf16+channels_last step.
+Modes are ``+``-joined tokens (see :class:`Mode`): eager_fp32 (baseline), channels_last, bf16
+(autocast), fused (fused Adam, what training uses on CUDA), compile / compile:MODE (torch.compile;
+reduce-overhead = CUDA graphs, possible because the shapes are static). By default the CPU runs the
+eager modes (inductor compiles for many minutes on 2 cores), a GPU also fused Adam and the compile
+modes on the channels_last layout in TF32 and bf16 (GPU_MODES). ``--batch-sizes 64,128,256`` adds one
+table per batch size. Lightning's ``precision=bf16-mixed``, ``trainer.channels_last=true`` and
+``trainer.compile=MODE`` give the corresponding steps.
 
-    .venv/bin/python benchmarks/train_step.py [--quick] [--device cuda] [--batch-size N]
-        [--models hrnet_tiny,hrnet_w32] [--modes eager_fp32,bf16+channels_last]
+    .venv/bin/python benchmarks/train_step.py [--quick] [--device cuda] [--batch-sizes 64,128,256]
+        [--models hrnet_tiny,hrnet_w32] [--modes eager_fp32,channels_last+fused+compile:reduce-overhead]
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ from _common import (
 )
 
 from hrnet_train.complexity import complexity_report
+from hrnet_train.config_schema import COMPILE_MODES
 from hrnet_train.models import create_model
 from hrnet_train.training.losses import JointsMSELoss
+from hrnet_train.training.schedules import build_optimizer, scale_lr
 
 INPUT_SIZE = (256, 192)
 NUM_JOINTS = 17
@@ -47,28 +52,47 @@ SMALL_MODEL = "hrnet_tiny"
 
 @dataclass(frozen=True)
 class Mode:
+    """An execution mode, named by ``+``-joined tokens: ``channels_last``, ``bf16`` (autocast), ``fused``
+    (fused Adam kernel), ``compile`` or ``compile:MODE`` (torch.compile mode); ``eager_fp32`` = none."""
+
     name: str
     channels_last: bool = False
     bf16: bool = False
-    compile: bool = False
+    compile: str | None = None  # torch.compile mode ("default", "reduce-overhead" = CUDA graphs, ...)
+    fused: bool = False
 
     @property
     def dtype(self) -> str:
         return "bf16" if self.bf16 else "fp32"
 
+    @classmethod
+    def parse(cls, name: str) -> Mode:
+        if name == BASELINE:
+            return cls(name)
+        flags: dict[str, object] = {}
+        for token in name.split("+"):
+            kind, _, option = token.partition(":")
+            if token in ("channels_last", "bf16", "fused"):
+                flags[token] = True
+            elif kind == "compile" and (not option or option in COMPILE_MODES):
+                flags["compile"] = option or "default"
+            else:
+                raise ValueError(
+                    f"--modes: unknown token {token!r} in {name!r}; use channels_last, bf16, fused, compile or "
+                    f"compile:MODE with MODE in {list(COMPILE_MODES)}, joined by '+' (or {BASELINE})"
+                )
+        return cls(name, **flags)
 
-MODES = {
-    mode.name: mode
-    for mode in (
-        Mode("eager_fp32"),
-        Mode("channels_last", channels_last=True),
-        Mode("bf16", bf16=True),
-        Mode("compile", compile=True),
-        Mode("bf16+channels_last", channels_last=True, bf16=True),
-        Mode("bf16+channels_last+compile", channels_last=True, bf16=True, compile=True),
-    )
-}
+
 BASELINE = "eager_fp32"
+CPU_MODES = ("eager_fp32", "channels_last", "bf16", "bf16+channels_last")
+# GPU: the eager modes, fused Adam, then compile per mode on the best eager layout (channels_last; TF32 or bf16).
+GPU_MODES = CPU_MODES + (
+    "channels_last+fused", "compile", "channels_last+fused+compile", "channels_last+fused+compile:reduce-overhead",
+    "channels_last+fused+compile:max-autotune-no-cudagraphs", "bf16+channels_last+fused+compile",
+    "bf16+channels_last+fused+compile:reduce-overhead",
+)
+MODES = {name: Mode.parse(name) for name in GPU_MODES}
 
 
 def prepare_model(model_name: str, mode: Mode, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -76,15 +100,18 @@ def prepare_model(model_name: str, mode: Mode, device: torch.device) -> tuple[to
     torch.manual_seed(0)
     model = create_model(model_name, num_joints=NUM_JOINTS).to(device).train()
     model = model.to(memory_format=torch.channels_last if mode.channels_last else torch.contiguous_format)
-    return model, (torch.compile(model) if mode.compile else model)
+    return model, (torch.compile(model, mode=mode.compile) if mode.compile else model)
 
 
 def make_train_step(
     model_name: str, mode: Mode, device: torch.device
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]:
-    """``step(images, targets, target_weights)``: one optimisation step (Adam, lr 1e-3) of a fresh model in ``mode``."""
+    """``step(images, targets, target_weights)``: one optimisation step (Adam, lr 1e-3) of a fresh model in ``mode``.
+
+    No host synchronisation inside (no ``.item()``), as in training.
+    """
     model, network = prepare_model(model_name, mode, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = build_optimizer("adam", model.parameters(), 1e-3, fused=mode.fused)
     loss_fn = JointsMSELoss(use_target_weight=True)
     layout = torch.channels_last if mode.channels_last else torch.contiguous_format
 
@@ -107,16 +134,29 @@ def random_batch(batch_size: int, device: torch.device) -> tuple[torch.Tensor, t
     return images.to(device), targets.to(device), torch.ones(batch_size, NUM_JOINTS, device=device)
 
 
+def parse_modes(text: str | None, gpu: bool, quick: bool) -> list[str]:
+    """Mode names to run, the baseline first (default: CPU_MODES, or GPU_MODES on a GPU without --quick)."""
+    if text:
+        names = text.split(",")
+        for name in names:
+            MODES.setdefault(name, Mode.parse(name))
+    else:
+        names = list(GPU_MODES if gpu and not quick else CPU_MODES)
+    return names if BASELINE in names else [BASELINE, *names]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_args(parser)
-    parser.add_argument("--batch-size", type=int, default=None, help="default 8 on CPU, 64 on GPU")
+    parser.add_argument(
+        "--batch-sizes", default=None, help="comma list, one table each (default 8 on CPU, 64 on GPU; e.g. 64,128,256)"
+    )
     parser.add_argument(
         "--models", default=None, help=f"comma list (default {SMALL_MODEL},hrnet_w32; quick: {SMALL_MODEL})"
     )
     parser.add_argument(
         "--modes", default=None,
-        help=f"comma list of {list(MODES)} (default: all on GPU; no compile on CPU or with --quick)",
+        help=f"comma list of modes such as {list(GPU_MODES)} (default: the eager ones on CPU or with --quick, all on GPU)",
     )
     parser.add_argument(
         "--repeats", type=int, default=None, help="timed steps per mode (default 5 CPU / 20 GPU; quick 2)"
@@ -124,17 +164,11 @@ def main() -> None:
     args = parser.parse_args()
     device = setup_device(args)
     gpu = device.type == "cuda"
-    batch_size = args.batch_size or (64 if gpu else 8)
+    if gpu:  # what trainer.tf32=true (gpu.yaml) sets: TF32 for matmuls too, not only cuDNN convolutions
+        torch.set_float32_matmul_precision("high")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else [64 if gpu else 8]
     model_names = args.models.split(",") if args.models else ([SMALL_MODEL] if args.quick else [SMALL_MODEL, "hrnet_w32"])
-    if args.modes:
-        unknown = [m for m in args.modes.split(",") if m not in MODES]
-        if unknown:
-            raise ValueError(f"--modes: unknown mode(s) {unknown}, expected some of {list(MODES)}")
-        mode_names = args.modes.split(",")
-    else:
-        mode_names = [m for m in MODES if not (MODES[m].compile and (args.quick or not gpu))]
-    if BASELINE not in mode_names:
-        mode_names.insert(0, BASELINE)
+    mode_names = parse_modes(args.modes, gpu, args.quick)
     repeats = args.repeats or (2 if args.quick else (20 if gpu else 5))
     warmup = 3 if gpu else 1  # compile modes get extra warm-up below (first call compiles)
 
@@ -145,39 +179,49 @@ def main() -> None:
         with torch.device("meta"):
             forward_gflops = complexity_report(create_model(model_name, num_joints=NUM_JOINTS), INPUT_SIZE)["gflops"]
         train_gflops = 3 * forward_gflops
-        batch = random_batch(batch_size, device)
-        steps: dict[str, Callable[[], None]] = {}
-        memory_mib: dict[str, float] = {}
-        for mode_name in mode_names:
-            mode = MODES[mode_name]
-            step = make_train_step(model_name, mode, device)
-            steps[mode_name] = functools.partial(step, *batch)
-            with track_peak_memory(device) as memory:  # warm-up: first steps allocate Adam state / compile
-                time_callable(steps[mode_name], warmup + (2 if mode.compile else 0), 1, device)
-            memory_mib[mode_name] = memory.mib
-        seconds_per_step = time_interleaved(steps, repeats, device)
-        baseline_rate = batch_size / seconds_per_step[BASELINE]
-        rows = []
-        for mode_name, seconds in seconds_per_step.items():
-            mode = MODES[mode_name]
-            rate = batch_size / seconds
-            achieved = train_gflops * rate
-            peak = peaks[mode.dtype]["peak"]
-            rows.append([
-                mode_name, f"{rate:.2f}", f"{rate / baseline_rate:.2f}x", f"{seconds * 1000:.0f}",
-                f"{achieved:.0f}", f"{100 * achieved / peak:.0f}% of {mode.dtype} {peak:.0f}",
-                f"{memory_mib[mode_name]:.0f}",
-            ])
-        del steps
-        memory_kind = "CUDA max allocated" if gpu else "peak RSS"
-        print(
-            f"\n{model_name} at {INPUT_SIZE[0]}x{INPUT_SIZE[1]}, batch {batch_size}, {device.type}: "
-            f"forward {forward_gflops:.2f} true GFLOPs/sample, training counted as 3x = {train_gflops:.2f}; "
-            f"median of {repeats} interleaved steps; memory = peak above the built model during warm-up"
-        )
-        print(markdown_table(
-            ["mode", "samples/s", f"vs {BASELINE}", "ms/step", "GFLOP/s", "of peak", f"{memory_kind} MiB"], rows
-        ))
+        baseline_rate = None
+        for batch_size in batch_sizes:
+            seconds_per_step, memory_mib = measure_modes(model_name, mode_names, batch_size, device, warmup, repeats)
+            baseline_rate = baseline_rate or batch_size / seconds_per_step[BASELINE]
+            rows = []
+            for mode_name, seconds in seconds_per_step.items():
+                mode = MODES[mode_name]
+                rate = batch_size / seconds
+                achieved = train_gflops * rate
+                peak = peaks[mode.dtype]["peak"]
+                rows.append([
+                    mode_name, str(batch_size), f"{rate:.2f}", f"{rate / baseline_rate:.2f}x", f"{seconds * 1000:.0f}",
+                    f"{achieved:.0f}", f"{100 * achieved / peak:.0f}% of {mode.dtype} {peak:.0f}",
+                    f"{memory_mib[mode_name]:.0f}",
+                ])
+            memory_kind = "CUDA max allocated" if gpu else "peak RSS"
+            print(
+                f"\n{model_name} at {INPUT_SIZE[0]}x{INPUT_SIZE[1]}, batch {batch_size}, {device.type}: "
+                f"forward {forward_gflops:.2f} true GFLOPs/sample, training counted as 3x = {train_gflops:.2f}; "
+                f"median of {repeats} interleaved steps; memory = peak above the built model during warm-up; "
+                f"ratios vs {BASELINE} at batch {batch_sizes[0]}; the COCO recipe's LR at this batch with linear "
+                f"scaling (optimizer.scale_lr): {scale_lr(1e-3, batch_size, 128):.2e}"
+            )
+            print(markdown_table(
+                ["mode", "batch", "samples/s", f"vs {BASELINE}", "ms/step", "GFLOP/s", "of peak", f"{memory_kind} MiB"], rows
+            ))
+
+
+def measure_modes(
+    model_name: str, mode_names: list[str], batch_size: int, device: torch.device, warmup: int, repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds per step of every mode (interleaved) and each mode's warm-up peak memory (MiB)."""
+    batch = random_batch(batch_size, device)
+    steps: dict[str, Callable[[], None]] = {}
+    memory_mib: dict[str, float] = {}
+    for mode_name in mode_names:
+        mode = MODES[mode_name]
+        step = make_train_step(model_name, mode, device)
+        steps[mode_name] = functools.partial(step, *batch)
+        with track_peak_memory(device) as memory:  # warm-up: first steps allocate Adam state / compile
+            time_callable(steps[mode_name], warmup + (2 if mode.compile else 0), 1, device)
+        memory_mib[mode_name] = memory.mib
+    return time_interleaved(steps, repeats, device), memory_mib
 
 
 if __name__ == "__main__":

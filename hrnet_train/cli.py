@@ -20,7 +20,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE
-from hrnet_train.config_schema import ConfigError, check_model_section, register_resolvers, validate_train_config
+from hrnet_train.config_schema import (
+    ConfigError,
+    check_codec_section,
+    check_model_section,
+    register_resolvers,
+    validate_train_config,
+)
 from hrnet_train.override_check import check_overrides
 from hrnet_train.paths import config_dir
 from hrnet_train.run_log import stdout_copied_to
@@ -46,6 +52,7 @@ def _train_app(cfg: DictConfig) -> float:
     try:
         config = validate_train_config(cfg)
         check_model_section(config)
+        check_codec_section(config)
         # Imported only now (it imports Lightning), so field errors above still fail in about a second.
         from hrnet_train.training.launch import check_launch, hydra_multirun
 
@@ -58,9 +65,13 @@ def _train_app(cfg: DictConfig) -> float:
     from hrnet_train.training.launch import RankAudit
     from hrnet_train.training.runner import run_training
 
-    with stdout_copied_to(_hydra_log_file("train")):
-        report = run_training(config, resolved, extra_callbacks=[RankAudit(resolved, config.run_dir)])
-        print(f"total wall time (process) {time.perf_counter() - _PROCESS_START:.1f} s", flush=True)
+    try:
+        with stdout_copied_to(_hydra_log_file("train")):
+            report = run_training(config, resolved, extra_callbacks=[RankAudit(resolved, config.run_dir)])
+            print(f"total wall time (process) {time.perf_counter() - _PROCESS_START:.1f} s", flush=True)
+    except ConfigError as error:  # a checkpoint to resume or to start from that does not fit: before training
+        print(f"train.py: config error: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)
     metric = config.optimized_metric.removeprefix("val/")
     return float(report["stats"][metric])
 

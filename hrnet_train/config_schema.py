@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline, gpu_decode_available
 from hrnet_train.plain import to_plain
 from hrnet_train.seg_classes import seg_classes_from_mapping
 from hrnet_train.sizes import InputSize
@@ -31,6 +32,8 @@ BOX_SOURCES = ("gt", "det")
 NMS_MODES = ("oks", "soft", "none")
 LOGGER_NAMES = ("tensorboard", "csv")
 TASKS = ("pose", "face", "segmentation")
+# torch.compile modes (reduce-overhead = CUDA graphs: static shapes, which drop_last guarantees in training).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(ValueError):
@@ -73,6 +76,7 @@ class TrainerConfig:
     channels_last: bool = False
     tf32: bool = False  # GPU only: fp32 convolutions/matmuls on TF32 tensor cores (runner._set_tf32)
     num_threads: int | None = None  # torch intra-op threads of the main process; null = torch default
+    compile: str | None = None  # torch.compile mode of the training forward (COMPILE_MODES); null = eager
     enable_progress_bar: bool | None = None  # None: only when stderr is a terminal (see progress_bar)
     progress_refresh_rate: int = 1
 
@@ -86,6 +90,8 @@ class TrainerConfig:
         _at_least(self.num_sanity_val_steps, 0, f"{prefix}.num_sanity_val_steps")
         if self.num_threads is not None:
             _at_least(self.num_threads, 1, f"{prefix}.num_threads")
+        if self.compile is not None:
+            _one_of(self.compile, COMPILE_MODES, f"{prefix}.compile")
         if self.gradient_clip_val is not None:
             _at_least(self.gradient_clip_val, 0.0, f"{prefix}.gradient_clip_val")
         for name in ("limit_train_batches", "limit_val_batches"):
@@ -146,6 +152,8 @@ class DataConfig(LoaderSettings):
     synthetic: dict = field(default_factory=dict)
     lspet_source: str | None = None   # LSPET folder (joints.mat + images/) converted into root when missing
     augment: dict = field(default_factory=dict)
+    pipeline: str = "cpu"  # training crops + targets: cpu (loader workers) | device (accelerator, batched)
+    decode: str = "cpu"  # JPEG decode: cpu (loader workers) | gpu (nvJPEG via torchvision, device pipeline)
 
     def check(self, prefix: str) -> DataConfig:
         try:
@@ -156,6 +164,11 @@ class DataConfig(LoaderSettings):
             _at_least(getattr(self, name), 1, f"{prefix}.{name}")
         if self.num_workers is not None:
             _at_least(self.num_workers, 0, f"{prefix}.num_workers")
+        crop_augmentations = [name for name in CROP_AUGMENTATIONS if self.augment.get(name)]
+        try:
+            check_pipeline(self.pipeline, self.decode, crop_augmentations)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if self.lspet_source is not None and not (Path(self.lspet_source).expanduser() / "joints.mat").is_file():
             raise ConfigError(f"{prefix}.lspet_source: no joints.mat in {self.lspet_source!r} (expected the LSPET folder)")
         if not self.generate_synthetic and self.lspet_source is None and not Path(self.root).expanduser().is_dir():
@@ -334,7 +347,10 @@ class TrainConfig:
     eval: EvalConfig
     logger: LoggerConfig
     callbacks: CallbacksConfig
-    ckpt_path: str | None = None
+    ckpt_path: str | None = None  # resume THIS run: its last.ckpt ("last") or a file of it
+    init_from: str | None = None  # fine-tune: copy weights from a checkpoint/.pth, new schedule
+    init_from_keypoints: str | None = None  # keypoint set of a bare .pth given to init_from (default coco17)
+    freeze_backbone_epochs: int = 0  # with init_from: train only the head for this many epochs
     output_dir: str | None = None  # where a single run writes (Hydra's run dir); run_dir is what it became
     run_dir: str | None = None
     optimized_metric: str = "val/AP"  # what train.py returns to a Hydra sweeper (hparams_search)
@@ -342,13 +358,32 @@ class TrainConfig:
 
     def check(self, prefix: str) -> TrainConfig:
         _one_of(self.task, TASKS, "task")
+        if self.ckpt_path is not None and self.init_from is not None:
+            raise ConfigError("ckpt_path / init_from: give one -- ckpt_path resumes a run (same schedule), "
+                              "init_from starts a new run from its weights")
+        if self.init_from is not None and not Path(self.init_from).expanduser().is_file():
+            raise ConfigError(f"init_from: checkpoint file {self.init_from!r} does not exist")
+        if self.init_from is not None and self.model.get("pretrained") is not None:
+            raise ConfigError("init_from / model.pretrained: give one (init_from copies the whole network)")
+        _at_least(self.freeze_backbone_epochs, 0, "freeze_backbone_epochs")
+        if self.freeze_backbone_epochs and self.init_from is None and self.model.get("pretrained") is None:
+            raise ConfigError("freeze_backbone_epochs: only with init_from=<file> or model.pretrained=<file> "
+                              "(a fresh backbone must train)")
+        pretrained = self.model.get("pretrained")
+        if pretrained is not None and not Path(str(pretrained)).expanduser().is_file():
+            raise ConfigError(f"model.pretrained: ImageNet checkpoint {pretrained!r} does not exist")
         self.check_task_sections()
         return self
 
     def check_task_sections(self) -> None:
-        """What the task's own sections need together (keypoint tasks: a codec); other tasks override it."""
+        """What the task's own sections need together (keypoint tasks: a codec, GPU decoding); other tasks override it."""
         if "name" not in self.codec:
             raise ConfigError("codec.name: missing (expected e.g. legacy, dark, udp)")
+        if self.data.decode == "gpu":
+            if not self.trainer.uses_gpu:
+                raise ConfigError(f"data.decode: gpu needs trainer.accelerator=gpu, got {self.trainer.accelerator!r}")
+            if not gpu_decode_available():
+                raise ConfigError("data.decode: gpu decodes with torchvision's nvJPEG, and torchvision is not installed")
 
     @property
     def global_batch_size(self) -> int:
@@ -503,9 +538,6 @@ class SegTrainConfig(TrainConfig):
     eval: SegEvalConfig = field(default_factory=SegEvalConfig)
     keypoints: dict = field(default_factory=dict)  # must stay empty: no keypoint set
     codec: dict = field(default_factory=dict)  # must stay empty: no heatmap codec
-    # Until train.py's general init_from= exists: network weights to start from (a train.py checkpoint or an
-    # official-format .pth of the same architecture), loaded strictly before training.
-    seg_init_from: str | None = None
 
     def check_task_sections(self) -> None:
         for name, what in (("keypoints", "keypoint set"), ("codec", "heatmap codec")):
@@ -515,8 +547,9 @@ class SegTrainConfig(TrainConfig):
         allowed = [f"val/{name}" for name in SEG_METRICS]
         _one_of(self.callbacks.checkpoint.monitor, allowed, "callbacks.checkpoint.monitor")
         _one_of(self.optimized_metric, allowed, "optimized_metric")
-        if self.seg_init_from is not None and not Path(self.seg_init_from).expanduser().is_file():
-            raise ConfigError(f"seg_init_from: checkpoint file {self.seg_init_from!r} does not exist")
+        if self.init_from_keypoints is not None:
+            raise ConfigError("init_from_keypoints: a keypoint-model setting; segmentation init_from copies a network "
+                              "with the same class list")
 
 
 TRAIN_CONFIGS: dict[str, type[TrainConfig]] = {"segmentation": SegTrainConfig}  # other tasks: TrainConfig
@@ -596,13 +629,15 @@ def validate_seg_data_config(raw: Mapping[str, Any]) -> SegDataConfig:
 
 def register_resolvers() -> None:
     """OmegaConf resolvers the config tree uses: ``${hrnet_data_dir:}`` = the checkout's data/ folder,
-    ``${hrnet_shared_data_dir:}`` = the shared real data (``../shared/data`` or ``$HRNET_SHARED_DATA``)."""
+    ``${hrnet_shared_data_dir:}`` = the shared real data (``../shared/data`` or ``$HRNET_SHARED_DATA``),
+    ``${hrnet_models_dir:}`` = the checkout's committed models/."""
     from omegaconf import OmegaConf
 
-    from hrnet_train.paths import data_dir, shared_data_dir
+    from hrnet_train.paths import data_dir, models_dir, shared_data_dir
 
     OmegaConf.register_new_resolver("hrnet_data_dir", lambda: str(data_dir()), replace=True)
     OmegaConf.register_new_resolver("hrnet_shared_data_dir", lambda: str(shared_data_dir()), replace=True)
+    OmegaConf.register_new_resolver("hrnet_models_dir", lambda: str(models_dir()), replace=True)
 
 
 def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collection[str] | None = None) -> TrainConfig:
@@ -729,3 +764,17 @@ def check_model_section(config: TrainConfig) -> None:
         config.data.input_hw.check_multiple(spec.input_multiple, "data.input_size", f"model {name}: input_multiple")
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def check_codec_section(config: TrainConfig) -> None:
+    """With ``data.pipeline=device`` the codec must have a batched torch encoder (imports torch, not
+    Lightning); an unknown codec name is left to the codec factory's error. Raises ConfigError."""
+    from hrnet_train.codecs import CODECS
+
+    codec = CODECS.get(config.codec.get("name"))
+    if codec is not None and config.data.pipeline == "device" and not codec.has_torch_encoder():  # no codec: no targets
+        with_encoder = sorted(name for name, cls in CODECS.items() if cls.has_torch_encoder())
+        raise ConfigError(
+            f"data.pipeline: device builds targets with the codec's torch encoder, and codec.name="
+            f"{config.codec['name']!r} has none (codecs with one: {with_encoder}); use data.pipeline=cpu"
+        )

@@ -44,17 +44,7 @@ def read_image(path: str | Path, color_rgb: bool = True, reduce: int = 1) -> np.
     if reduce not in _REDUCED_FLAGS:
         raise ValueError(f"read_image: reduce must be one of {sorted(_REDUCED_FLAGS)}, got {reduce}")
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"image path is a directory, not a file: {path}") from None
-    if data.size == 0:
-        raise ImageReadError(f"image file is empty: {path}")
-    buffer = data.tobytes()
-    if buffer[:2] == _JPEG_SOI and _JPEG_EOI not in buffer[-_EOI_SEARCH_BYTES:]:
-        raise ImageReadError(f"truncated JPEG (no end-of-image marker): {path}")
+    data = _read_checked(path)
     direct_rgb = color_rgb and reduce == 1 and _RGB_FLAGS is not None
     if direct_rgb:
         flags = _RGB_FLAGS | cv2.IMREAD_IGNORE_ORIENTATION
@@ -66,6 +56,35 @@ def read_image(path: str | Path, color_rgb: bool = True, reduce: int = 1) -> np.
     if color_rgb and not direct_rgb:
         cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
     return image
+
+
+def read_jpeg_bytes(path: str | Path) -> np.ndarray:
+    """The encoded bytes of a complete JPEG file (uint8, 1-D), for decoding elsewhere (nvJPEG on the GPU).
+
+    Same checks as :func:`read_image` short of decoding; anything but a JPEG is an ImageReadError
+    because the GPU decoder reads JPEG only.
+    """
+    path = Path(path)
+    data = _read_checked(path)
+    if data[:2].tobytes() != _JPEG_SOI:
+        raise ImageReadError(f"not a JPEG file (data.decode=gpu decodes JPEG only): {path}")
+    return data
+
+
+def _read_checked(path: Path) -> np.ndarray:
+    """File bytes, refusing a missing, empty or truncated-JPEG file with a message naming it."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {path}") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"image path is a directory, not a file: {path}") from None
+    if data.size == 0:
+        raise ImageReadError(f"image file is empty: {path}")
+    buffer = data.tobytes()
+    if buffer[:2] == _JPEG_SOI and _JPEG_EOI not in buffer[-_EOI_SEARCH_BYTES:]:
+        raise ImageReadError(f"truncated JPEG (no end-of-image marker): {path}")
+    return data
 
 
 def reduced_to_full(reduce: int) -> np.ndarray:

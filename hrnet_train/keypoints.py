@@ -1,9 +1,14 @@
-"""Keypoint sets (joint names, flip pairs, body halves, OKS sigmas, loss weights) loaded from config.
+"""Keypoint sets (joint names, flip pairs, body halves, OKS sigmas, NME normaliser, loss weights) loaded from config.
 
 A keypoint set is data, not code: datasets, codecs (flip), augmentation (half-body), evaluation (OKS
-sigmas) and drawing (skeleton) all read the same validated object, so a new dataset only needs a
-yaml file under ``conf/keypoints/``. Pairs, body halves and limbs may be written as joint names or
-0-based ids; everything is resolved to ids at load time and every inconsistency is reported at once.
+sigmas, NME normaliser) and drawing (skeleton) all read the same validated object, so a new dataset
+only needs a yaml file under ``conf/keypoints/``. Pairs, body halves and limbs may be written as joint
+names or 0-based ids; everything is resolved to ids at load time and every inconsistency is reported
+at once.
+
+Body halves and OKS sigmas are optional: face landmark sets have neither (they are scored with NME,
+normalised per set by ``nme_normalizer``). Reading ``sigmas`` of a set without them raises a
+:class:`MissingSigmasError` naming the set, so OKS code paths fail clearly instead of guessing.
 """
 
 from __future__ import annotations
@@ -19,8 +24,28 @@ import yaml
 from hrnet_train.paths import config_dir
 from hrnet_train.plain import to_plain
 
-_REQUIRED_FIELDS = ("names", "flip_pairs", "upper_body", "lower_body", "skeleton", "sigmas")
-_KNOWN_FIELDS = set(_REQUIRED_FIELDS) | {"name", "joint_weights", "reference_joint_weights"}
+_REQUIRED_FIELDS = ("names", "flip_pairs", "skeleton")
+_KNOWN_FIELDS = set(_REQUIRED_FIELDS) | {
+    "name", "upper_body", "lower_body", "sigmas", "joint_weights", "reference_joint_weights", "nme_normalizer",
+}
+BOX_SIZE = "box_size"  # nme_normalizer value: divide by the annotated face box size (AFLW)
+
+
+class MissingSigmasError(ValueError):
+    """An OKS computation was asked of a keypoint set that defines no OKS sigmas (e.g. a face set)."""
+
+
+@dataclass(frozen=True)
+class NmeNormalizer:
+    """What NME divides the mean landmark error by: the ground-truth distance between two landmarks
+    (``points``, e.g. the outer eye corners of 300W) or, when ``points`` is None, the annotated face
+    box size (AFLW's ``box_size``); spec A.8."""
+
+    points: tuple[int, int] | None = None
+
+    @property
+    def uses_box_size(self) -> bool:
+        return self.points is None
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,14 +58,30 @@ class KeypointSet:
     upper_body_ids: tuple[int, ...]
     lower_body_ids: tuple[int, ...]
     skeleton: tuple[tuple[int, int], ...]
-    sigmas: np.ndarray
+    oks_sigmas: np.ndarray | None
     joint_weights: np.ndarray
     # The official repo's per-joint weights (USE_DIFFERENT_JOINTS_WEIGHT); None when the set has none.
     reference_joint_weights: np.ndarray | None = field(default=None)
+    # Face sets: how NME is normalised (spec A.8); None for sets not scored with NME.
+    nme_normalizer: NmeNormalizer | None = field(default=None)
 
     @property
     def num_joints(self) -> int:
         return len(self.names)
+
+    @property
+    def has_sigmas(self) -> bool:
+        return self.oks_sigmas is not None
+
+    @property
+    def sigmas(self) -> np.ndarray:
+        """OKS sigmas (J,); raises :class:`MissingSigmasError` naming the set when it has none."""
+        if self.oks_sigmas is None:
+            raise MissingSigmasError(
+                f"keypoint set {self.name!r} defines no OKS sigmas, so OKS (COCO AP, OKS-NMS, tracking) does "
+                f"not apply to it; face landmark sets are scored with NME (hrnet_train.evaluation.nme)"
+            )
+        return self.oks_sigmas
 
     @property
     def flip_index(self) -> np.ndarray:
@@ -124,7 +165,7 @@ def _build(raw: Mapping[str, Any], source: str, default_name: str) -> KeypointSe
         return pairs
 
     def resolve_ids(key: str) -> tuple[int, ...]:
-        ids = [resolve(v, f"{key}[{i}]") for i, v in enumerate(raw[key] or [])]
+        ids = [resolve(v, f"{key}[{i}]") for i, v in enumerate(raw.get(key) or [])]
         resolved = tuple(i for i in ids if i is not None)
         repeated = sorted({names[i] for i in resolved if resolved.count(i) > 1})
         if repeated:
@@ -165,6 +206,19 @@ def _build(raw: Mapping[str, Any], source: str, default_name: str) -> KeypointSe
     sigmas = vector("sigmas", None, np.float64)
     joint_weights = vector("joint_weights", 1.0, np.float32)
     reference_weights = vector("reference_joint_weights", None, np.float32)
+    nme_normalizer = None
+    if raw.get("nme_normalizer") is not None:
+        value = raw["nme_normalizer"]
+        if value == BOX_SIZE:
+            nme_normalizer = NmeNormalizer()
+        elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+            a, b = resolve(value[0], "nme_normalizer[0]"), resolve(value[1], "nme_normalizer[1]")
+            if a is not None and b is not None:
+                if a == b:
+                    errors.append(f"nme_normalizer: joint {names[a]!r} paired with itself (distance 0)")
+                nme_normalizer = NmeNormalizer((a, b))
+        else:
+            errors.append(f"nme_normalizer: expected a pair of joints [a, b] or {BOX_SIZE!r}, got {value!r}")
 
     if errors:
         raise ValueError(f"{source}: invalid keypoint set:\n  - " + "\n  - ".join(errors))
@@ -178,7 +232,8 @@ def _build(raw: Mapping[str, Any], source: str, default_name: str) -> KeypointSe
         upper_body_ids=upper,
         lower_body_ids=lower,
         skeleton=skeleton,
-        sigmas=sigmas,  # type: ignore[arg-type]
+        oks_sigmas=sigmas,
         joint_weights=joint_weights,  # type: ignore[arg-type]
         reference_joint_weights=reference_weights,
+        nme_normalizer=nme_normalizer,
     )

@@ -7,7 +7,13 @@ here, so a change of normalisation cannot leave one path behind.
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # torch only for the batched device path
+    import torch
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -26,6 +32,26 @@ def normalize_image(crop: np.ndarray) -> np.ndarray:
         np.multiply(crop[:, :, channel], _NORM_GAIN[channel], out=out[channel], dtype=np.float32)
         out[channel] += _NORM_BIAS[channel]
     return out
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """Torch counterpart of :func:`normalize_image` for a batch: (B, H, W, 3) grey levels -> (B, 3, H, W) float32.
+
+    Same float32 multiply, then add, per channel as the numpy path, so equal pixels give equal
+    values. The result is a channels-last view (no copy), the layout the models train fastest in.
+    """
+    import torch
+
+    gain, bias = _torch_constants(pixels.device)
+    return (pixels.to(torch.float32) * gain + bias).permute(0, 3, 1, 2)
+
+
+@functools.cache
+def _torch_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gain and bias on ``device``, copied there once (a copy per batch would wait for the GPU)."""
+    import torch
+
+    return torch.as_tensor(_NORM_GAIN, device=device), torch.as_tensor(_NORM_BIAS, device=device)
 
 
 def denormalize(images: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ parsed with Hydra's own grammar, the config is composed with the given group cho
 of a sweep), and every plain ``key=value`` whose key does not exist raises ConfigError with the
 closest known key ("did you mean 'trainer.max_epochs'?"); a group option that does not exist gets the
 closest option of that group. Keys added with ``+``/``++``, deletions (``~``) and ``hydra.*`` are left
-to Hydra.
+to Hydra. Config folders of the user's own (``hydra.searchpath=[file://...]``, ``--config-dir``) count
+as group options too; with them only the group options are checked (their files may add keys).
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ from hrnet_train.paths import config_dir
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                 "--config-dir", "-cd", "--experimental-rerun"}
 _INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
+
+
+def extra_config_dirs(argv: Sequence[str]) -> list[Path]:
+    """The user's own config folders on the command line (``--config-dir``/``-cd``, ``hydra.searchpath``)."""
+    dirs: list[Path] = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(Path(argv[i + 1]))
+        elif arg.startswith(("--config-dir=", "hydra.searchpath=")):
+            for entry in arg.split("=", 1)[1].strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("file://"):
+                    dirs.append(Path(entry[len("file://"):]))
+    return dirs
 
 
 def override_arguments(argv: Sequence[str]) -> list[str] | None:
@@ -44,11 +59,11 @@ def override_arguments(argv: Sequence[str]) -> list[str] | None:
     return tokens
 
 
-def _group_options(group: str) -> list[str] | None:
-    folder = config_dir() / group
-    if not folder.is_dir():
+def _group_options(group: str, extra_dirs: Sequence[Path] = ()) -> list[str] | None:
+    folders = [base / group for base in (config_dir(), *extra_dirs) if (base / group).is_dir()]
+    if not folders:
         return None
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
 
 
 def _known_keys(node: Any, prefix: str = "") -> Iterable[str]:
@@ -79,13 +94,14 @@ def check_overrides(config_name: str, argv: Sequence[str]) -> None:
         overrides = OverridesParser.create().parse_overrides(tokens)
     except HydraException:
         return  # a syntax error: Hydra's own message says where
+    extra_dirs = extra_config_dirs(argv)
     group_choices: list[str] = []
     plain: list[str] = []
     for override in overrides:
         key = override.key_or_group
         if key.startswith("hydra") or override.type != OverrideType.CHANGE or override.package is not None:
             continue
-        options = _group_options(key)
+        options = _group_options(key, extra_dirs)
         if options is None:
             plain.append(key)
             continue
@@ -95,7 +111,7 @@ def check_overrides(config_name: str, argv: Sequence[str]) -> None:
                 raise ConfigError(f"{key}={value}: no such option in conf/{key}{did_you_mean(value, options)}; "
                                   f"options: {', '.join(options)}")
         group_choices.append(f"{key}={values[0]}")
-    if not plain:
+    if not plain or extra_dirs:
         return
     try:
         with initialize_config_dir(config_dir=str(Path(config_dir())), version_base="1.3"):

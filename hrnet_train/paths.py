@@ -42,3 +42,8 @@ def data_dir() -> Path:
     if (REPO_ROOT / "pyproject.toml").is_file():
         return REPO_ROOT / "data"
     return Path.cwd() / "data"
+
+
+def models_dir() -> Path:
+    """The committed trained models (``models/`` of a checkout; an installed copy has none)."""
+    return REPO_ROOT / "models"

@@ -31,7 +31,9 @@ import torch
 from torch import nn
 
 from hrnet_train.codecs import HeatmapCodec, create_codec
+from hrnet_train.config_schema import validate_seg_data_config
 from hrnet_train.data.seg_cityscapes import CITYSCAPES_CLASSES
+from hrnet_train.data.seg_sources import seg_classes_of
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.models import create_model, get_model_entry, load_official_state_dict
 from hrnet_train.seg_classes import SegClasses, seg_classes_from_mapping
@@ -216,7 +218,7 @@ def _from_training_checkpoint(
     task = checkpoint_task(hparams)
     size = InputSize.parse(hparams["input_size"], f"{path}: hyper_parameters.input_size")
     keypoint_set = load_keypoint_set(keypoints if keypoints is not None else hparams["keypoints"])
-    network = create_model(hparams["model"], num_joints=keypoint_set.num_joints)
+    network = create_model({**hparams["model"], "pretrained": None}, num_joints=keypoint_set.num_joints)
     _load_weights(network, network_state_dict(content, prefer_ema, str(path)), path)
     heatmap_codec = build_codec(codec if codec is not None else hparams["codec"], size, codec_overrides)
     model_name = str(hparams.get("model_name", hparams["model"].get("name")))
@@ -276,3 +278,56 @@ def build_codec(config: Mapping[str, Any], input_size: InputSize | tuple[int, in
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else "no details"
+
+
+def resume_mismatches(path: str | os.PathLike, resolved_config: Mapping[str, Any]) -> list[str]:
+    """The settings in which the training checkpoint ``path`` differs from this run's resolved config:
+    model (name and spec), keypoint set, input size, codec. Empty when it can be resumed.
+
+    Read before anything heavy is built, so resuming with another run's checkpoint is one message, not
+    pages of Lightning size mismatches. Raises CheckpointError for a file that is not a train.py checkpoint.
+    """
+    from hrnet_train.models import resolve_spec
+
+    content = read_checkpoint(path)
+    if not is_training_checkpoint(content):
+        raise CheckpointError(f"{path}: not a train.py checkpoint (no hyper_parameters); to start from its weights use init_from=")
+    hparams = content["hyper_parameters"]
+    saved_model, run_model = dict(hparams["model"]), dict(resolved_config["model"])
+
+    def architecture(model: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (*resolve_spec(model.get("name"), model.get("spec"), model.get("arch")), model.get("head", "v1"))
+
+    differences = []
+    if saved_model.get("name") != run_model.get("name") or architecture(saved_model) != architecture(run_model):
+        differences.append(f"model {saved_model.get('name')} (checkpoint) vs {run_model.get('name')} (this run)"
+                           + (" with a different spec or head" if saved_model.get("name") == run_model.get("name") else ""))
+    saved_task, run_task = checkpoint_task(hparams), str(resolved_config.get("task", DEFAULT_TASK))
+    if saved_task != run_task:
+        return [*differences, f"task {saved_task} (checkpoint) vs {run_task} (this run)"]
+    if run_task == SEGMENTATION_TASK:
+        return [*differences, *_segmentation_resume_mismatches(hparams, resolved_config)]
+    saved_names, run_names = list(hparams["keypoints"].get("names", [])), list(resolved_config["keypoints"].get("names", []))
+    if saved_names != run_names:
+        differences.append(f"keypoints {hparams['keypoints'].get('name')} ({len(saved_names)} joints) vs "
+                           f"{resolved_config['keypoints'].get('name')} ({len(run_names)} joints)")
+    run_size = InputSize.parse(resolved_config["data"]["input_size"])
+    if InputSize.parse(hparams["input_size"]) != run_size:
+        differences.append(f"data.input_size {InputSize.parse(hparams['input_size'])} vs {run_size}")
+    saved_codec = {k: v for k, v in dict(hparams["codec"]).items() if not str(k).startswith("_")}
+    run_codec = {k: v for k, v in dict(resolved_config["codec"]).items() if not str(k).startswith("_")}
+    if saved_codec != run_codec:
+        differences.append(f"codec {saved_codec} vs {run_codec}")
+    return differences
+
+
+def _segmentation_resume_mismatches(hparams: Mapping[str, Any], resolved_config: Mapping[str, Any]) -> list[str]:
+    """Class list and training crop of a segmentation checkpoint vs this run's data section."""
+    data = validate_seg_data_config(resolved_config["data"])
+    saved, run = seg_classes_from_mapping(hparams["classes"]), seg_classes_of(data)
+    differences = []
+    if saved.names != run.names:
+        differences.append(f"classes {saved.name} ({saved.num_classes}) vs {run.name} ({run.num_classes})")
+    if InputSize.parse(hparams["input_size"]) != data.input_hw:
+        differences.append(f"data.crop_size {InputSize.parse(hparams['input_size'])} vs {data.input_hw}")
+    return differences

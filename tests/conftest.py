@@ -12,6 +12,22 @@ import torch
 from hrnet_train.paths import shared_data_dir
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device", default="cpu",
+        help="torch device for the device-pipeline parity tests (tests/test_device_pipeline.py), e.g. cuda",
+    )
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """The ``--device`` the parity tests run on (cpu by default; cuda on a GPU machine)."""
+    chosen = torch.device(request.config.getoption("--device"))
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"--device {chosen}: CUDA is not available here")
+    return chosen
+
+
 def _require(path: Path) -> Path:
     if path.exists():
         return path
@@ -40,6 +56,12 @@ def coco_tiny(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def lspet_dir(shared_data: Path) -> Path:
     return _require(shared_data / "lspet")
+
+
+@pytest.fixture(scope="session")
+def faces(shared_data: Path) -> Path:
+    """The real face-landmark samples (300w, wflw, cofw, 300vw, menpo, ...): research/testing use only."""
+    return _require(shared_data / "faces")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 from hrnet_train.paths import PACKAGE_DIR
 
 FLOORS = {
-    **dict.fromkeys(("sizes", "geometry", "keypoints", "seg_classes", "image_io", "normalization", "drawing", "paths", "plain",
+    **dict.fromkeys(("sizes", "geometry", "keypoints", "seg_classes", "image_io", "normalization", "drawing", "paths", "plain", "pipeline_options",
                      "cli_args", "run_log", "__init__"), 0),
     **dict.fromkeys(("codecs", "models", "config_schema"), 1),
     **dict.fromkeys(("data", "decoding"), 2),

@@ -86,12 +86,22 @@ def test_machine_peak_quick_prints_both_dtypes() -> None:
 
 def test_train_step_quick_table() -> None:
     output = run_script("train_step.py")
-    rows = table_rows(output, columns=7)[1:]  # the step table, without its header
-    # quick: the small model only, every mode but torch.compile, eager fp32 first as the baseline
+    rows = table_rows(output, columns=8)[1:]  # the step table, without its header
+    # quick: the small model only, the eager modes, eager fp32 first as the baseline
     assert [r[0] for r in rows] == ["eager_fp32", "channels_last", "bf16", "bf16+channels_last"]
-    assert rows[0][2] == "1.00x"
-    assert all(float(r[1]) > 0 for r in rows)
+    assert rows[0][3] == "1.00x" and {r[1] for r in rows} == {"8"}
+    assert all(float(r[2]) > 0 for r in rows)
     assert "training counted as 3x = 1.06" in output  # hrnet_tiny: 0.35 forward GFLOPs at 256x192
+
+
+def test_train_step_modes_parse_from_tokens() -> None:
+    from train_step import Mode
+
+    mode = Mode.parse("bf16+channels_last+fused+compile:reduce-overhead")
+    assert (mode.bf16, mode.channels_last, mode.fused, mode.compile, mode.dtype) == (True, True, True, "reduce-overhead", "bf16")
+    assert Mode.parse("compile").compile == "default" and Mode.parse("eager_fp32") == Mode("eager_fp32")
+    with pytest.raises(ValueError, match="unknown token 'compile:fast'"):
+        Mode.parse("channels_last+compile:fast")
 
 
 def test_eval_quick_table() -> None:
@@ -105,7 +115,8 @@ def test_eval_quick_table() -> None:
 @pytest.mark.slow
 def test_epoch_quick_table(coco_mini: Path) -> None:
     output = run_script("epoch.py", "--root", str(coco_mini))
-    (row,) = table_rows(output, "end-to-end epoch")
-    assert float(row[1]) > 0
+    (cpu,) = table_rows(output, "cpu: end-to-end epoch")
+    (device,) = table_rows(output, "device: end-to-end epoch")  # both data paths side by side, cpu the baseline
+    assert float(cpu[1]) > 0 and float(device[1]) > 0 and cpu[3] == "1.00x"
     assert "80 samples/epoch" in output  # 86 coco_mini train instances, batches of 8, drop_last
-    assert "the pipeline keeps up" in output or "the pipeline does NOT keep up" in output
+    assert output.count("the pipeline keeps up") + output.count("the pipeline does NOT keep up") == 2

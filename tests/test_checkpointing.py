@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -61,24 +60,22 @@ def test_network_state_dict_prefers_ema(tmp_path: Path) -> None:
         network_state_dict({"state_dict": {"other.w": torch.zeros(1)}})
 
 
-def test_resolve_last_prefers_own_run_then_newest_run(tmp_path: Path) -> None:
+def test_resolve_last_takes_only_this_runs_checkpoint(tmp_path: Path) -> None:
+    """ckpt_path=last never picks a sibling run of the same experiment (by date or otherwise)."""
     runs = tmp_path / "outputs" / "exp"
-    old, new, current = runs / "2026-01-01", runs / "2026-01-02", runs / "2026-01-03"
-    for run in (old, new):
-        (run / "checkpoints").mkdir(parents=True)
-        torch.save({}, run / "checkpoints" / "last.ckpt")
-    os.utime(old / "checkpoints" / "last.ckpt", (time.time() - 100, time.time() - 100))
+    old, current = runs / "2026-01-01", runs / "2026-01-03"
+    (old / "checkpoints").mkdir(parents=True)
+    torch.save({}, old / "checkpoints" / "last.ckpt")
     current.mkdir()
-    assert resolve_ckpt_path("last", current, runs) == str(new / "checkpoints" / "last.ckpt")
-    assert resolve_ckpt_path("last", old, runs) == str(old / "checkpoints" / "last.ckpt")
-    assert resolve_ckpt_path(None, current, runs) is None
+    assert resolve_ckpt_path("last", old) == str(old / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path(None, current) is None
+    with pytest.raises(FileNotFoundError, match="this run dir has no checkpoint of its own.*output_dir=<that run dir> ckpt_path=last"):
+        resolve_ckpt_path("last", current)
 
 
 def test_resolve_missing_checkpoint_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
-        resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path, tmp_path)
-    with pytest.raises(FileNotFoundError, match="ckpt_path=last"):
-        resolve_ckpt_path("last", tmp_path / "run", tmp_path)
+        resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path)
 
 
 def test_load_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:

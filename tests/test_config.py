@@ -47,6 +47,8 @@ def _run_cli(*overrides: str, tmp_path: Path) -> subprocess.CompletedProcess:
         ("data.root=/nonexistent/coco data.generate_synthetic=false", "data.root: data directory '/nonexistent/coco' does not exist"),
         ("model.name=hrnet_w999", "model.name: unknown model 'hrnet_w999'"),
         ("trainer.precision=8", "trainer.precision: expected one of"),
+        ("data.pipeline=device +data.augment.photometric=true", "data.augment.photometric: photometric/occlusion"),
+        ("data.pipeline=device data.decode=gpu", "data.decode: gpu needs trainer.accelerator=gpu"),
     ],
 )
 def test_cli_rejects_bad_field_before_training(override: str, message: str, tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def test_every_inconsistency_is_reported_in_one_error() -> None:
 
 
 def test_missing_fields_and_unknown_set() -> None:
-    with pytest.raises(ValueError, match=r"missing field\(s\) \['sigmas'\]"):
-        load_keypoint_set({k: v for k, v in _valid_spec().items() if k != "sigmas"})
+    with pytest.raises(ValueError, match=r"missing field\(s\) \['flip_pairs'\]"):
+        load_keypoint_set({k: v for k, v in _valid_spec().items() if k != "flip_pairs"})
     with pytest.raises(FileNotFoundError, match="mpii99.*available.*coco17"):
         load_keypoint_set("mpii99")

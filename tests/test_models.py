@@ -313,7 +313,8 @@ def test_pretrained_backbone_ignores_classifier_keys() -> None:
     model = create_model("hrnet_tiny")
     head_before = model.final_layer.weight.clone()
     loaded = load_pretrained_backbone(model, state)
-    assert len(loaded) == len(model.state_dict()) - 2  # everything except final_layer.{weight,bias}
+    assert len(loaded.loaded) == len(model.state_dict()) - 2  # everything except final_layer.{weight,bias}
+    assert loaded.fresh == ("final_layer.bias", "final_layer.weight")
     assert torch.equal(model.final_layer.weight, head_before)
     assert torch.equal(model.stage4[0].branches[3][0].conv1.weight, imagenet.stage4[0].branches[3][0].conv1.weight)
     del state["stage3.0.branches.0.0.conv1.weight"]

@@ -123,7 +123,7 @@ def test_tensorboard_gets_curves_and_overlays(quick_run: dict) -> None:
 
 def test_ohem_and_fine_tuning_come_from_the_config(seg_root: Path, quick_run: dict, tmp_path: Path) -> None:
     config, resolved = _config(seg_root, tmp_path, "loss=seg_ohem", "loss.ohem_min_kept=5000",
-                               f"seg_init_from={quick_run['best_checkpoint']}")
+                               f"init_from={quick_run['best_checkpoint']}")
     task = build_task(config, resolved)
     loss = task.module.loss
     assert (loss.ohem, loss.ohem_thresh, loss.ohem_min_kept, loss.class_weights) == (True, 0.9, 5000, None)

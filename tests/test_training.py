@@ -103,8 +103,9 @@ def test_fit_writes_checkpoints_tensorboard_and_ap(tiny_root: Path, tmp_path: Pa
     assert "val/predictions_vs_gt" in events.Tags()["images"]
 
 
-def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path) -> None:
-    schedule = ("scheduler.name=multistep", "scheduler.milestones=[1]", "scheduler.warmup_iters=0")
+@pytest.mark.parametrize("pipeline", ["cpu", "device"])
+def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path, pipeline: str) -> None:
+    schedule = ("scheduler.name=multistep", "scheduler.milestones=[1]", "scheduler.warmup_iters=0", f"data.pipeline={pipeline}")
     full_config, full_resolved = _config(tiny_root, tmp_path / "full", *schedule)
     run_training(full_config, full_resolved)
 
@@ -192,3 +193,153 @@ def test_checkpoint_from_train_evaluates_on_coco_mini(tiny_root: Path, coco_mini
     assert metrics["throughput"]["instances"] == 68  # every coco_mini val person with keypoints
     assert (metrics["settings"]["model"], metrics["settings"]["input_size"]) == ("hrnet_tiny", "128x96")
     assert 0.0 <= metrics["stats"]["AP"] <= 1.0
+
+
+# --------------------------------------------------------------------------- data.pipeline=device
+
+
+class TargetRecorder(pl.Callback):
+    """Keeps the targets of every training batch the module trained on."""
+
+    def __init__(self) -> None:
+        self.targets: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.targets.append(batch["target"].clone())
+
+
+def test_device_pipeline_trains_on_the_cpu_path_stream(tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit with data.pipeline=device trains on exactly the targets of the CPU path, batch for batch, and
+    the training step logs no Python numbers (self.log would copy each to the device, a wait for the GPU);
+    a device value reaches the progress bar only as a host copy on logging steps."""
+    from hrnet_train.training.module import PoseLightningModule
+
+    logged: list[tuple[str, object, dict]] = []
+    original_log = PoseLightningModule.log
+
+    def spy(self, name, value, *args, **kwargs):
+        if self.trainer.training:
+            logged.append((name, value, kwargs))
+        return original_log(self, name, value, *args, **kwargs)
+
+    monkeypatch.setattr(PoseLightningModule, "log", spy)
+    targets = {}
+    for pipeline in ("cpu", "device"):
+        recorder = TargetRecorder()
+        config, resolved = _config(tiny_root, tmp_path / pipeline, f"data.pipeline={pipeline}", "trainer.log_every_n_steps=2")
+        report = run_training(config, resolved, extra_callbacks=[recorder])
+        assert 0.0 <= report["stats"]["AP"] <= 1.0
+        targets[pipeline] = recorder.targets
+    assert len(targets["cpu"]) == len(targets["device"]) == 6  # 2 epochs x 3 batches
+    for cpu_target, device_target in zip(targets["cpu"], targets["device"]):
+        assert torch.equal(cpu_target, device_target)
+    assert logged and all(isinstance(value, torch.Tensor) for _, value, _ in logged)
+    bar_losses = [value for name, value, kwargs in logged if name == "loss"]
+    assert len(bar_losses) == 2 * 3 and all(kwargs.get("prog_bar") for name, _, kwargs in logged if name == "loss")
+    assert all(not value.requires_grad for value in bar_losses)  # logging steps 2, 4, 6 of each run
+
+
+def test_datamodule_builds_device_batches(tiny_root: Path, tmp_path: Path) -> None:
+    from hrnet_train.data.device_pipeline import is_geometry_batch
+
+    config, _ = _config(tiny_root, tmp_path / "run", "data.pipeline=device")
+    keypoints = load_keypoint_set(config.keypoints)
+    datamodule = PoseDataModule(config.data, config.eval, keypoints, create_codec("legacy", config.data.input_hw), config.seed)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert is_geometry_batch(batch) and batch["pixels"].dtype == torch.uint8
+    built = datamodule.on_after_batch_transfer(datamodule.on_before_batch_transfer(batch, 0), 0)
+    assert built["image"].shape == (8, 3, 128, 96) and built["target"].shape == (8, 17, 32, 24)
+    validation = next(iter(datamodule.val_dataloader()))
+    assert datamodule.on_after_batch_transfer(validation, 0) is validation  # validation stays on the CPU path
+
+
+def test_compile_switch_compiles_the_training_forward_only(tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hrnet_train.models import create_model
+    from hrnet_train.training.module import PoseLightningModule
+
+    calls = []
+
+    def fake_compile(function, mode):
+        calls.append((function, mode))
+        return lambda images: function(images) * 0.0  # tells compiled from eager calls apart
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    config, _ = _config(tiny_root, tmp_path / "run", "trainer.compile=reduce-overhead")
+    model = create_model(config.model, num_joints=17)
+    module = PoseLightningModule(model, config, load_keypoint_set(config.keypoints), create_codec("legacy", config.data.input_hw), {})
+    assert calls == [(model.forward, "reduce-overhead")]
+    images = torch.randn(2, 3, 128, 96)
+    assert not module(images).any()  # training forward: the compiled one
+    assert module.validation.heatmaps(module.evaluated_model.eval(), images).any()  # validation: eager
+    assert set(module.state_dict()) == {f"model.{key}" for key in model.state_dict()}  # checkpoints keep their keys
+
+
+@pytest.mark.slow
+def test_device_pipeline_reaches_the_cpu_path_ap(tmp_path: Path) -> None:
+    """The accuracy claim: the default synthetic recipe, 3 epochs, reaches the same AP with either pipeline."""
+    from hrnet_train.paths import data_dir
+
+    root = ensure_synthetic_dataset(data_dir() / "synthetic", num_train=2000, num_val=200, seed=0, image_size="256x256",
+                                    min_person_height=40.0, workers=2)
+    ap = {}
+    for pipeline in ("cpu", "device"):
+        config, resolved = _config(
+            root, tmp_path / pipeline, "model=hrnet_w18_small_v1", "data.batch_size=32", "data.val_batch_size=64",
+            "data.num_workers=1", "trainer.max_epochs=3", "trainer.precision=bf16-mixed", "trainer.channels_last=true",
+            "trainer.deterministic=false", "scheduler.warmup_iters=50", "trainer.log_every_n_steps=10",
+            "trainer.enable_progress_bar=false", f"data.pipeline={pipeline}",
+        )
+        ap[pipeline] = run_training(config, resolved)["stats"]["AP"]
+    print(f"\nsynthetic val AP after 3 epochs: cpu pipeline {ap['cpu']:.4f}, device pipeline {ap['device']:.4f}")
+    assert ap["cpu"] > 0.3
+    assert abs(ap["device"] - ap["cpu"]) <= 0.02
+
+
+class SyncCounter(pl.Callback):
+    """Collects synchronising CUDA calls (``torch.cuda.set_sync_debug_mode`` warnings, by Python call site)
+    between consecutive training-batch starts: one window = a step, its logging, the next batch's transfer
+    and build."""
+
+    def __init__(self, recorded: list) -> None:
+        self.recorded = recorded
+        self.windows: list[tuple[int, list[str]]] = []  # (steps done when the window opened, call sites)
+        self._opened: tuple[int, int] | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._opened is not None:
+            done, first = self._opened
+            sites = [f"{w.filename}:{w.lineno}" for w in self.recorded[first:] if "synchronizing CUDA" in str(w.message)]
+            self.windows.append((done, sites))
+        self._opened = (trainer.global_step, len(self.recorded))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._opened = None  # the window holding validation is not a step window
+
+
+def test_cuda_training_steps_do_not_wait_for_the_gpu(tiny_root: Path, tmp_path: Path, device: torch.device) -> None:
+    """--device cuda: a fit with the device pipeline, pinned memory and fused Adam makes no synchronising
+    CUDA call between two training steps, except on logging steps (and the first, warm-up, step)."""
+    import warnings
+
+    from hrnet_train.training.step_logging import is_logging_step
+
+    if device.type != "cuda":
+        pytest.skip("needs --device cuda")
+    config, resolved = _config(
+        tiny_root, tmp_path / "run", "trainer=gpu", "trainer.max_epochs=2", "trainer.precision=32",
+        "trainer.deterministic=false", "trainer.enable_progress_bar=true", "trainer.progress_refresh_rate=1",
+        "trainer.log_every_n_steps=4", "data.batch_size=4", "data.pipeline=device", "data.pin_memory=true",
+        "eval.num_vis_images=0",
+    )
+    with warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        counter = SyncCounter(recorded)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run_training(config, resolved, extra_callbacks=[counter])
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    quiet = [(done, sites) for done, sites in counter.windows if done > 0 and not is_logging_step(4, done + 1)]
+    print(f"\nsynchronising CUDA calls per step window (steps done, count): {[(d, len(s)) for d, s in counter.windows]}")
+    assert len(quiet) >= 6 and all(not sites for _, sites in quiet), quiet

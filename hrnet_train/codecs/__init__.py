@@ -1,7 +1,8 @@
 """Heatmap codecs (target encoding, peak decoding, flip alignment, back-projection) and their factory.
 
 ``legacy`` = official HRNet/MSRA (default, parity with official checkpoints), ``dark`` = Zhang et al.
-CVPR 2020, ``udp`` = Huang et al. CVPR 2020. Configs: ``conf/codec/{legacy,dark,udp}.yaml``.
+CVPR 2020, ``udp`` = Huang et al. CVPR 2020, ``face`` = the official HRNet face-landmark code.
+Configs: ``conf/codec/{legacy,dark,udp,face}.yaml``.
 """
 
 from __future__ import annotations
@@ -10,25 +11,29 @@ from typing import Any
 
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.codecs.dark import DarkCodec
+from hrnet_train.codecs.face import FaceCodec
 from hrnet_train.codecs.legacy import LegacyCodec
 from hrnet_train.codecs.udp import UdpCodec
 
-CODECS: dict[str, type[HeatmapCodec]] = {"legacy": LegacyCodec, "dark": DarkCodec, "udp": UdpCodec}
+CODECS: dict[str, type[HeatmapCodec]] = {"legacy": LegacyCodec, "dark": DarkCodec, "udp": UdpCodec, "face": FaceCodec}
 
 
-def create_codec(name: str, input_size: tuple[int, int], sigma: float = 2.0, **options: Any) -> HeatmapCodec:
+def create_codec(name: str, input_size: tuple[int, int], sigma: float | None = None, **options: Any) -> HeatmapCodec:
     """Build a codec by name, e.g. ``create_codec("legacy", (256, 192), sigma=2.0, flip_shift=True)``.
 
-    ``options`` are the codec's own keyword options (see each class); an unknown option raises a
-    ValueError naming it, so a typo in ``conf/codec/*.yaml`` is not silently ignored.
+    ``sigma`` None takes the codec's own default (2.0 for the pose codecs, 1.5 for face). ``options``
+    are the codec's own keyword options (see each class); an unknown option raises a ValueError naming
+    it, so a typo in ``conf/codec/*.yaml`` is not silently ignored.
     """
     if name not in CODECS:
         raise ValueError(f"codec.name: unknown codec {name!r}, expected one of {sorted(CODECS)}")
     cls = CODECS[name]
+    if sigma is not None:
+        options = {"sigma": sigma, **options}
     try:
-        return cls(tuple(input_size), sigma=sigma, **options)
+        return cls(tuple(input_size), **options)
     except TypeError as error:
         raise ValueError(f"codec {name!r}: bad options {sorted(options)}: {error}") from None
 
 
-__all__ = ["CODECS", "DarkCodec", "HeatmapCodec", "LegacyCodec", "UdpCodec", "create_codec"]
+__all__ = ["CODECS", "DarkCodec", "FaceCodec", "HeatmapCodec", "LegacyCodec", "UdpCodec", "create_codec"]

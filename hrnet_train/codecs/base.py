@@ -6,7 +6,8 @@ mixing them is what costs AP (spec section 9). The convention is declared once p
 (``pixel_convention``: ``"size"`` = the reference's, ``"unit"`` = UDP's unit length, see
 ``hrnet_train/geometry.py``); crop and back-projection transforms, the heatmap -> crop-pixel ratio
 and the NumPy back-projection of exported keypoints all follow from it. Each codec also returns its
-torch decoder (``torch_decoder()``, for the GPU and ONNX), so adding a codec touches its own file.
+torch decoder (``torch_decoder()``, for the GPU and ONNX) and, where it has one, its batched torch
+encoder (``torch_encoder()``, for ``data.pipeline=device``), so adding a codec touches its own file.
 Encoding/decoding are plain numpy; ``flip_back`` also accepts torch tensors (flip test runs on model outputs).
 """
 
@@ -37,6 +38,9 @@ class HeatmapCodec(ABC):
     name: str = "base"
     channels_per_joint: int = 1
     pixel_convention: str = "size"  # "size" (reference get_affine_transform) | "unit" (UDP unit length)
+    # Training flips mirror image coordinates as x -> W - image_flip_offset - x: 1 is the exact mirror of
+    # 0-based pixel centres (the reference pose code); the face codec can keep the official face code's 0.
+    image_flip_offset: float = 1.0
 
     def __init__(self, input_size: tuple[int, int], sigma: float = 2.0, stride: int = 4, flip_shift: bool = False):
         height, width = (int(v) for v in input_size)
@@ -58,6 +62,13 @@ class HeatmapCodec(ABC):
         """Image -> input-crop affine (2x3 float64; ``inv``: crop -> image) in this codec's convention."""
         return convention_transform(self.pixel_convention, center, scale, rot, self.input_size, inv)
 
+    def image_transform(
+        self, center: np.ndarray, scale: np.ndarray, rot: float = 0.0, image_size: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Image -> input-crop affine (2x3) used to warp the image (of ``image_size`` (H, W)): the joint
+        transform itself, except for codecs whose reference crops the pixels differently (face)."""
+        return self.crop_transform(center, scale, rot)
+
     def to_image(self, coords: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """Heatmap-pixel coords (N, J, 2) + per-instance center (N, 2), scale (N, 2) -> image pixels (N, J, 2)."""
         return coords_to_image(
@@ -76,6 +87,19 @@ class HeatmapCodec(ABC):
     @abstractmethod
     def torch_decoder(self) -> nn.Module:
         """A torch module reproducing ``decode`` + the heatmap -> crop-pixel mapping (GPU, ONNX export)."""
+
+    def torch_encoder(self) -> nn.Module:
+        """A torch module reproducing ``encode`` for a batch: (joints (B, J, 2+), visible (B, J)) ->
+        (target (B, C*J, h, w), target_weight (B, J)). Codecs without one train on the CPU path only."""
+        raise NotImplementedError(
+            f"codec {self.name!r} has no torch encoder, so it cannot build targets on the device: "
+            f"use data.pipeline=cpu"
+        )
+
+    @classmethod
+    def has_torch_encoder(cls) -> bool:
+        """Whether the codec overrides ``torch_encoder`` (checked by the config before any data is built)."""
+        return cls.torch_encoder is not HeatmapCodec.torch_encoder
 
     @abstractmethod
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

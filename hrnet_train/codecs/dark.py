@@ -109,6 +109,11 @@ class DarkCodec(HeatmapCodec):
 
         return DarkDecoder(self)
 
+    def torch_encoder(self) -> nn.Module:
+        from hrnet_train.codecs.torch_encode import SubpixelGaussianEncoder
+
+        return SubpixelGaussianEncoder(self, (1.0 / self.stride, 1.0 / self.stride))
+
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         joints, weight = encode_inputs(joints, visible)
         return subpixel_gaussian_targets(joints[:, :2] / self.stride, weight, self.heatmap_size, self.sigma)

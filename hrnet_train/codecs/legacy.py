@@ -27,6 +27,33 @@ def reference_gaussian_patch(sigma: float) -> np.ndarray:
     return np.exp(-((x - centre) ** 2 + (y - centre) ** 2) / (2 * sigma**2))
 
 
+def paste_patches(
+    patch: np.ndarray,
+    upper_left: tuple[np.ndarray, np.ndarray],
+    bottom_right: tuple[np.ndarray, np.ndarray],
+    paste: np.ndarray,
+    shape: tuple[int, int, int],
+) -> np.ndarray:
+    """All joints' windows of the reference ``generate_target`` at once: ``patch`` with its index (0, 0)
+    at ``upper_left`` (x, y per joint), cut at ``bottom_right`` (exclusive) and at the map border, for
+    the joints where ``paste``; the other maps stay zero. Returns a float32 (J, h, w) array."""
+    num_joints, h, w = shape
+    (ul_x, ul_y), (br_x, br_y) = upper_left, bottom_right
+    target = np.zeros(shape, dtype=np.float32)
+    if paste.any():
+        offsets = np.arange(patch.shape[0])
+        rows = (ul_y[paste, None] + offsets).astype(np.int64)  # (P, L)
+        cols = (ul_x[paste, None] + offsets).astype(np.int64)
+        row_ok = (rows >= 0) & (rows < h) & (rows < br_y[paste, None])
+        col_ok = (cols >= 0) & (cols < w) & (cols < br_x[paste, None])
+        keep = row_ok[:, :, None] & col_ok[:, None, :]
+        joint_ids = np.flatnonzero(paste)
+        flat_index = (joint_ids[:, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
+        values = np.broadcast_to(patch, keep.shape)
+        target.reshape(-1)[flat_index[keep]] = values[keep]
+    return target
+
+
 class LegacyCodec(HeatmapCodec):
     """Reference MSRA codec: size-convention crops, integer Gaussian centres, quarter-offset decoding.
 
@@ -49,6 +76,11 @@ class LegacyCodec(HeatmapCodec):
 
         return LegacyDecoder(self)
 
+    def torch_encoder(self) -> nn.Module:
+        from hrnet_train.codecs.torch_encode import LegacyEncoder
+
+        return LegacyEncoder(self)
+
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         joints, weight = encode_inputs(joints, visible)
         num_joints = len(joints)
@@ -64,21 +96,7 @@ class LegacyCodec(HeatmapCodec):
         br_x, br_y = np.trunc(mu_x + tmp_size + 1), np.trunc(mu_y + tmp_size + 1)
         outside = (ul_x >= w) | (ul_y >= h) | (br_x < 0) | (br_y < 0)
         weight[outside] = 0.0
-
-        target = np.zeros((num_joints, h, w), dtype=np.float32)
-        paste = weight > 0.5
-        if paste.any():
-            patch = self._patch
-            offsets = np.arange(patch.shape[0])
-            rows = (ul_y[paste, None] + offsets).astype(np.int64)  # (P, L)
-            cols = (ul_x[paste, None] + offsets).astype(np.int64)
-            row_ok = (rows >= 0) & (rows < h) & (rows < br_y[paste, None])
-            col_ok = (cols >= 0) & (cols < w) & (cols < br_x[paste, None])
-            keep = row_ok[:, :, None] & col_ok[:, None, :]
-            joint_ids = np.flatnonzero(paste)
-            flat_index = (joint_ids[:, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
-            values = np.broadcast_to(patch, keep.shape)
-            target.reshape(-1)[flat_index[keep]] = values[keep]
+        target = paste_patches(self._patch, (ul_x, ul_y), (br_x, br_y), weight > 0.5, (num_joints, h, w))
         return target, weight
 
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,16 +107,17 @@ class LegacyCodec(HeatmapCodec):
         return coords, maxvals
 
 
-def quarter_offset_signs(heatmaps: np.ndarray, coords: np.ndarray) -> np.ndarray:
+def quarter_offset_signs(heatmaps: np.ndarray, coords: np.ndarray, lowest: int = 2) -> np.ndarray:
     """Reference POST_PROCESS: sign of the neighbour differences around each integer peak, (N, J, 2).
 
-    Zero where the rounded peak is not strictly inside 1 < px < w-1 and 1 < py < h-1 (the reference
-    skips px = 1 / py = 1 as well). Differences are taken in the heatmaps' own dtype, like the reference.
+    Zero where the rounded peak is not inside ``lowest`` <= px <= w-2 and the same for py: the pose
+    reference skips px = 1 / py = 1 as well (``lowest`` 2), the face reference only the border (1).
+    Differences are taken in the heatmaps' own dtype, like the reference.
     """
     n, j, h, w = heatmaps.shape
     px = np.floor(coords[..., 0] + 0.5).astype(np.int64)
     py = np.floor(coords[..., 1] + 0.5).astype(np.int64)
-    inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+    inside = (px >= lowest) & (px < w - 1) & (py >= lowest) & (py < h - 1)
     px_c = np.clip(px, 1, w - 2)
     py_c = np.clip(py, 1, h - 2)
     n_idx, j_idx = np.indices((n, j))

@@ -99,15 +99,20 @@ class LegacyDecoder(HeatmapDecoder):
         coords = torch.stack([px, py], dim=-1).to(heatmaps.dtype)
         if not self.post_process:
             return coords, maxvals
-        h, w = heatmaps.shape[-2:]
-        inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
-        x = px.clamp(1, w - 2)
-        y = py.clamp(1, h - 2)
-        dx = sample(heatmaps, x + 1, y) - sample(heatmaps, x - 1, y)
-        dy = sample(heatmaps, x, y + 1) - sample(heatmaps, x, y - 1)
-        signs = torch.stack([torch.sign(dx), torch.sign(dy)], dim=-1)
-        signs = torch.where(inside.unsqueeze(-1), signs, torch.zeros_like(signs))
-        return coords + 0.25 * signs, maxvals
+        return coords + 0.25 * quarter_offset_signs(heatmaps, px, py, lowest=2), maxvals
+
+
+def quarter_offset_signs(heatmaps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, lowest: int) -> torch.Tensor:
+    """Torch ``codecs.legacy.quarter_offset_signs``: (B, J, 2) signs of the neighbour differences at the
+    integer peak, zero unless ``lowest`` <= px, py <= size - 2 (pose reference 2, face reference 1)."""
+    h, w = heatmaps.shape[-2:]
+    inside = (px >= lowest) & (px < w - 1) & (py >= lowest) & (py < h - 1)
+    x = px.clamp(1, w - 2)
+    y = py.clamp(1, h - 2)
+    dx = sample(heatmaps, x + 1, y) - sample(heatmaps, x - 1, y)
+    dy = sample(heatmaps, x, y + 1) - sample(heatmaps, x, y - 1)
+    signs = torch.stack([torch.sign(dx), torch.sign(dy)], dim=-1)
+    return torch.where(inside.unsqueeze(-1), signs, torch.zeros_like(signs))
 
 
 class DarkDecoder(HeatmapDecoder):
@@ -178,6 +183,26 @@ class UdpCombinedDecoder(HeatmapDecoder):
         coords = torch.stack([px, py], dim=-1).to(heatmaps.dtype)
         return coords + torch.where(positive, self.radius * offsets, torch.zeros_like(offsets)), scores
 
+
+class FaceDecoder(HeatmapDecoder):
+    """Official face decoding (``codecs.face``, spec A.12) up to the crop: argmax, a quarter pixel towards
+    the higher neighbour where 1 <= px, py <= size-2, then + 0.5 (the official target truncates, so a cell
+    stands for the interval [u, u+1)); maps without a positive peak give -0.5. The official integer
+    back-projection (trunc + 1 in image pixels) is an image-space step left to ``FaceCodec.to_image``."""
+
+    def heatmap_coords(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        px, py, maxvals = integer_peaks(heatmaps)
+        coords = torch.stack([px, py], dim=-1).to(heatmaps.dtype)
+        coords = coords + 0.25 * quarter_offset_signs(heatmaps, px, py, lowest=1) + 0.5
+        return torch.where((maxvals > 0).unsqueeze(-1), coords, torch.full_like(coords, -0.5)), maxvals
+
+
+class FaceDarkDecoder(DarkDecoder):
+    """DARK refinement for the face codec: the Taylor-refined peak + 0.5 (cell u stands for [u, u+1))."""
+
+    def heatmap_coords(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        coords, maxvals = super().heatmap_coords(heatmaps)
+        return coords + 0.5, maxvals
 
 
 def create_decoder(codec: HeatmapCodec) -> HeatmapDecoder:

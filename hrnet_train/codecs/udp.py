@@ -64,6 +64,12 @@ class UdpCodec(HeatmapCodec):
 
         return UdpCombinedDecoder(self) if self.target_type == "combined" else DarkDecoder(self)
 
+    def torch_encoder(self) -> nn.Module:
+        from hrnet_train.codecs.torch_encode import SubpixelGaussianEncoder, UdpCombinedEncoder
+
+        factor = tuple(self._input_to_heatmap)
+        return UdpCombinedEncoder(self, factor) if self.target_type == "combined" else SubpixelGaussianEncoder(self, factor)
+
     def encode(self, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         joints, weight = encode_inputs(joints, visible)
         centres = joints[:, :2] * self._input_to_heatmap

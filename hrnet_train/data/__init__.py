@@ -1,6 +1,10 @@
-"""Data: keypoint sets (keypoints), crop geometry (transforms), the COCO top-down dataset (coco) and its
-augmentation (augment), image reading with clear errors (image_io), the synthetic people generator
-(synthetic) with its mean-pose baseline, the LSPET converter (lspet) and the dataset browser (browse).
+"""Data: the COCO top-down dataset (coco) with its instance records (records) and augmentation (augment),
+face landmark files (face_formats) and face instances (face_records) for the same dataset, the
+synthetic people (synthetic) and faces (synthetic_faces) generators with their shared file layout
+(generated), the LSPET converter (lspet), your own keypoint exports (custom_keypoints), the dataset
+browser (browse), segmentation datasets (seg_*), and training batches built on the accelerator
+(``data.pipeline=device``, rules in hrnet_train/pipeline_options.py): packed images and the batched crop
+(packed_images), collate + device-side build (device_pipeline) and the optional nvJPEG decoder (gpu_decode).
 
 Submodules are imported explicitly so that importing the package stays light.
 """

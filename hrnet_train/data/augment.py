@@ -4,6 +4,8 @@ The geometric part only *samples parameters* (center, scale, rotation, flip): th
 one affine crop from them, so the same draws drive our pipeline and the reference re-implementation in
 ``benchmarks/data_pipeline.py``. Random numbers come from one numpy ``Generator`` passed in, drawn in the
 reference order (half-body, scale, rotation, flip) so a seed reproduces a sample exactly.
+``sampling="face"`` draws the official face recipe instead (spec A.9; ``FACE_AUGMENT``): no half-body,
+scale x U(1-f, 1+f), rotation U(-r, r) with probability ``prob_rotation``, flip, in that order.
 
 Optional photometric and occlusion augmentation (albumentations) act on the uint8 crop after the warp;
 they are off by default because the official recipe has none.
@@ -23,12 +25,17 @@ from hrnet_train.keypoints import KeypointSet
 
 
 
+SAMPLINGS = ("pose", "face")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Augmentation factors; defaults are the HRNet COCO yaml values (spec 3.4, 5.2)."""
 
-    scale_factor: float = 0.35  # s *= clip(N(0,1)*f + 1, 1-f, 1+f)
-    rot_factor: float = 45.0  # r = clip(N(0,1)*f, -2f, 2f) degrees
+    # "pose": the pose reference's draws (below); "face": the official face recipe's uniform draws (spec A.9).
+    sampling: str = "pose"
+    scale_factor: float = 0.35  # pose: s *= clip(N(0,1)*f + 1, 1-f, 1+f); face: s *= U(1-f, 1+f)
+    rot_factor: float = 45.0  # pose: r = clip(N(0,1)*f, -2f, 2f) degrees; face: r = U(-f, f)
     prob_rotation: float = 0.6  # reference: random.random() <= 0.6
     flip: bool = True
     prob_flip: float = 0.5  # reference: random.random() <= 0.5
@@ -51,6 +58,8 @@ class AugmentConfig:
     max_hole_fraction: float = 0.25  # hole side as a fraction of the crop side
 
     def __post_init__(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"AugmentConfig.sampling: expected one of {SAMPLINGS}, got {self.sampling!r}")
         for name in ("scale_factor", "rot_factor", "half_body_padding", "brightness", "contrast", "hue"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AugmentConfig.{name}: must be >= 0, got {getattr(self, name)}")
@@ -76,6 +85,11 @@ class AugmentConfig:
         if unknown:
             raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**dict(values))
+
+
+# The official face recipe (spec A.9: SCALE_FACTOR 0.25, ROT_FACTOR 30, rotation p 0.6, FLIP true).
+FACE_AUGMENT = AugmentConfig(sampling="face", scale_factor=0.25, rot_factor=30.0, prob_rotation=0.6, flip=True,
+                             prob_flip=0.5, prob_half_body=0.0)
 
 
 @dataclass(frozen=True)
@@ -133,9 +147,15 @@ def sample_augmentation(
     config: AugmentConfig,
     aspect_ratio: float,
 ) -> AugmentParams:
-    """Draw one sample's half-body / scale / rotation / flip in the reference order (spec 3.4 2-5)."""
+    """Draw one sample's half-body / scale / rotation / flip in the reference order (spec 3.4 2-5;
+    face sampling: spec A.9, no half-body)."""
     center = np.array(center, dtype=np.float64)
     scale = np.array(scale, dtype=np.float64)
+    if config.sampling == "face":
+        scale = scale * float(rng.uniform(1.0 - config.scale_factor, 1.0 + config.scale_factor))
+        rotation = float(rng.uniform(-config.rot_factor, config.rot_factor)) if rng.random() <= config.prob_rotation else 0.0
+        return AugmentParams(center=center, scale=scale, rotation=rotation,
+                             flip=bool(config.flip and rng.random() <= config.prob_flip))
     if int(np.sum(visible > 0)) > config.num_joints_half_body and rng.random() < config.prob_half_body:
         choose_upper = rng.random() < 0.5 if config.half_body_fair_choice else rng.standard_normal() < 0.5
         box = half_body_box(joints, visible, keypoints, aspect_ratio, config.half_body_padding, choose_upper)
@@ -151,11 +171,12 @@ def sample_augmentation(
 
 
 def flip_joints(
-    joints: np.ndarray, visible: np.ndarray, image_width: int, keypoints: KeypointSet
+    joints: np.ndarray, visible: np.ndarray, image_width: int, keypoints: KeypointSet, offset: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference ``fliplr_joints``: mirror x (W-1-x), swap left/right, zero unlabelled joints."""
+    """Reference ``fliplr_joints``: mirror x (W - offset - x; 1 = the pose reference's exact W-1-x, 0 = the
+    official face code's W - x), swap left/right, zero unlabelled joints."""
     flipped = joints.copy()
-    flipped[:, 0] = image_width - 1 - flipped[:, 0]
+    flipped[:, 0] = image_width - offset - flipped[:, 0]
     index = keypoints.flip_index
     flipped_visible = visible[index]
     flipped = flipped[index] * flipped_visible[:, None]

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,10 @@ from hrnet_train.data.augment import (
     flip_joints,
     sample_augmentation,
 )
-from hrnet_train.image_io import read_image, reduced_to_full
+from hrnet_train.data.face_records import face_records
+from hrnet_train.data.records import InstanceRecord  # noqa: F401 (callers import the record type from here)
+from hrnet_train.image_io import read_image, read_jpeg_bytes, reduced_to_full
+from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.geometry import PIXEL_STD, affine_points, box_to_center_scale
 from hrnet_train.normalization import normalize_image
@@ -43,27 +45,7 @@ from hrnet_train.normalization import normalize_image
 log = logging.getLogger(__name__)
 
 PERSON_CATEGORY_ID = 1
-
-
-@dataclass
-class InstanceRecord:
-    """One person instance to crop. ``joints`` is (J, 3) [x, y, v] with v in {0, 1} (spec 3.1)."""
-
-    image_id: int
-    image_file: Path
-    center: np.ndarray  # (2,) float64
-    scale: np.ndarray  # (2,) float64, box size / 200 after aspect fix and x1.25
-    joints: np.ndarray  # (J, 3) float64
-    box_score: float  # 1.0 for GT boxes
-    area: float  # annotation area (COCOeval); raw box area w*h for detector boxes
-    bbox: np.ndarray  # (4,) xywh: clean_bbox for GT, raw for detections
-    image_size: tuple[int, int]  # (height, width) from the annotation file
-    annotation_id: int = -1  # -1 for detector boxes
-
-    @property
-    def padded_area(self) -> float:
-        """Reference OKS-NMS area: the padded crop box (200 s_w)(200 s_h)."""
-        return float(np.prod(self.scale * PIXEL_STD))
+INSTANCE_KINDS = ("person", "face")
 
 
 # --------------------------------------------------------------------------- paths and loading
@@ -161,6 +143,22 @@ def load_coco(ann_file: str | Path) -> COCO:
     return coco
 
 
+def keypoint_category_id(coco: COCO, keypoints: KeypointSet, ann_file: str | Path = "<annotations>") -> int:
+    """The category whose annotations are the keypoint instances: COCO's person (1) when present, the
+    file's only category, or the one category that lists this keypoint set's joint names (custom
+    exports number their categories as they like: Label Studio from 0)."""
+    if PERSON_CATEGORY_ID in coco.cats or not coco.cats:
+        return PERSON_CATEGORY_ID
+    if len(coco.cats) == 1:
+        return int(next(iter(coco.cats)))
+    matching = [cid for cid, cat in coco.cats.items() if list(cat.get("keypoints") or []) == list(keypoints.names)]
+    if len(matching) == 1:
+        return int(matching[0])
+    listed = ", ".join(f"{cid} ({cat.get('name')})" for cid, cat in coco.cats.items())
+    raise ValueError(f"{ann_file}: no person category (id 1) and no single category listing the joints of "
+                     f"keypoint set {keypoints.name!r}; categories: {listed}")
+
+
 def clean_bbox(bbox: Sequence[float], width: int, height: int) -> tuple[float, float, float, float] | None:
     """Reference box sanitising (spec 3.1): clip to the image with the 1-px shrink; None if empty."""
     x, y, w, h = (float(v) for v in bbox)
@@ -189,17 +187,22 @@ def gt_records(
     """
     img_dir = Path(img_dir)
     expected = 3 * keypoints.num_joints
+    category_id = keypoint_category_id(coco, keypoints, ann_file)
     records = []
     for image_id in coco.getImgIds():
         image = coco.imgs[image_id]
         width, height = int(image["width"]), int(image["height"])
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
             where = f"{ann_file}: image {image_id} annotation {ann['id']}"
-            if ann["category_id"] != PERSON_CATEGORY_ID:
+            if ann["category_id"] != category_id:
                 continue
             raw = ann.get("keypoints")
             if raw is None:
-                raise ValueError(f"{where}: person annotation has no 'keypoints' field")
+                raise ValueError(
+                    f"{where}: person annotation has no 'keypoints' field (a box-only annotation: Label Studio's COCO "
+                    "export writes boxes and keypoints separately -- check the file with python -m "
+                    "hrnet_train.data.custom_keypoints ann_file=...)"
+                )
             if len(raw) != expected:
                 raise ValueError(
                     f"{where}: keypoint list has {len(raw)} values, expected {expected} "
@@ -299,6 +302,17 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     least that much: the crop then samples a DCT box-filtered image (different, slightly smoother pixels,
     identical geometry and targets), decode is cheaper.
     Normalisation is ImageNet mean/std as one float32 multiply-add (:func:`normalize_image`).
+
+    ``pipeline="device"`` (training on the accelerator, see ``hrnet_train/data/device_pipeline.py``):
+    a sample is only the decoded uint8 image (``"pixels"``), how to sample it (``"crop_matrix"``,
+    ``"mirror"``: :func:`pixel_transform`) and ``"meta"`` (crop-pixel joints included), drawn from the
+    same random stream as the CPU path; the batch is cropped and encoded on the device. ``decode="gpu"`` (device pipeline
+    only) hands over the JPEG bytes (``"jpeg"``) instead, for nvJPEG decoding there.
+
+    ``instances="face"`` reads a COCO-style face file instead (:func:`~hrnet_train.data.face_records.face_records`:
+    center/scale from the annotation or the landmark extent, x1.25; GT boxes only); pair it with the
+    face codec and ``FACE_AUGMENT``. Flip mirroring and the image warp follow the codec
+    (``image_flip_offset``, ``image_transform``), which for the pose codecs are the reference's.
     """
 
     def __init__(
@@ -319,6 +333,9 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         check_files: bool = True,
         drop_invalid_boxes: bool = False,
         max_decode_reduction: int = 1,
+        pipeline: str = "cpu",
+        decode: str = "cpu",
+        instances: str = "person",
     ) -> None:
         self.ann_file = Path(ann_file)
         self.img_dir = Path(img_dir)
@@ -334,11 +351,20 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         if max_decode_reduction not in (1, 2, 4, 8):
             raise ValueError(f"TopDownCocoDataset: max_decode_reduction must be 1, 2, 4 or 8, got {max_decode_reduction}")
         self.max_decode_reduction = max_decode_reduction
+        crop_augmentations = [name for name in CROP_AUGMENTATIONS if train and getattr(self.augment, name)]
+        check_pipeline(pipeline, decode, crop_augmentations)
+        self.pipeline, self.decode = pipeline, decode
+        if instances not in INSTANCE_KINDS or (instances == "face" and boxes != "gt"):
+            raise ValueError(f"TopDownCocoDataset: instances must be one of {INSTANCE_KINDS} (face: boxes='gt'), "
+                             f"got instances={instances!r}, boxes={boxes!r}")
+        self.instances = instances
         height, width = codec.input_size
         self.aspect_ratio = width / height
         self.coco = load_coco(self.ann_file)
         self._check_categories()
-        if boxes == "gt":
+        if instances == "face":
+            self.records = face_records(self.coco, self.img_dir, keypoints, self.ann_file)
+        elif boxes == "gt":
             self.records = gt_records(
                 self.coco, self.img_dir, keypoints, self.aspect_ratio, self.ann_file, drop_invalid_boxes
             )
@@ -354,7 +380,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             self._check_image_files()
         if not self.records:
             source = self.ann_file if boxes == "gt" else f"{det_file} (score >= {det_score_thr})"
-            raise ValueError(f"{source}: no person instances to use (empty split)")
+            raise ValueError(f"{source}: no {instances} instances to use (empty split)")
         self.skipped: dict[int, str] = {}  # record index -> reason, filled when skip_corrupt
         self._crop_augmentation = build_crop_augmentation(self.augment) if train else None
         self.seed = int(torch.initial_seed() % 2**63) if seed is None else int(seed)
@@ -379,11 +405,14 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ checks
 
     def _check_categories(self) -> None:
-        category = self.coco.cats.get(PERSON_CATEGORY_ID)
+        category_id = keypoint_category_id(self.coco, self.keypoints, self.ann_file)
+        category = self.coco.cats.get(category_id)
         names = category.get("keypoints") if category else None
+        if self.instances == "face" and not names:
+            return  # mmpose's face files list no landmark names in their category
         if names is not None and len(names) != self.keypoints.num_joints:
             raise ValueError(
-                f"{self.ann_file}: category {PERSON_CATEGORY_ID} lists {len(names)} keypoints, keypoint set "
+                f"{self.ann_file}: category {category_id} lists {len(names)} keypoints, keypoint set "
                 f"{self.keypoints.name!r} has {self.keypoints.num_joints}"
             )
 
@@ -410,8 +439,11 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def _read(self, index: int, reduce: int = 1) -> np.ndarray:
+        """Decoded HxWx3 pixels, or with ``decode="gpu"`` the checked JPEG bytes (decoded on the device)."""
         record = self.records[index]
         try:
+            if self.decode == "gpu":
+                return read_jpeg_bytes(record.image_file)
             return read_image(record.image_file, color_rgb=self.color_rgb, reduce=reduce)
         except (FileNotFoundError, ValueError) as error:
             raise type(error)(
@@ -457,30 +489,45 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
                 rng, joints, visible, center, scale, self.keypoints, self.augment, self.aspect_ratio
             )
             center, scale, rotation, flip = params.center, params.scale, params.rotation, params.flip
-        reduce = self._decode_factor(scale)
+        reduce = 1 if self.decode == "gpu" else self._decode_factor(scale)
         image = self._read(index, reduce)
-        # The reference flips with the decoded width; a reduced decode only knows the annotated width.
-        image_width = image.shape[1] if reduce == 1 else record.image_size[1]
+        # The reference flips with the decoded width; a reduced (or deferred GPU) decode only knows the
+        # annotated width.
+        image_width = image.shape[1] if reduce == 1 and self.decode == "cpu" else record.image_size[1]
+        mirror = self.codec.image_flip_offset
         if flip:
-            joints, visible = flip_joints(joints, visible, image_width, self.keypoints)
-            center[0] = image_width - 1 - center[0]
+            joints, visible = flip_joints(joints, visible, image_width, self.keypoints, mirror)
+            center[0] = image_width - mirror - center[0]
         trans = self.codec.crop_transform(center, scale, rotation)
-        if reduce == 1:
-            if flip:
-                image = cv2.flip(image, 1)  # same pixels as the reference's image[:, ::-1]
-            pixel_trans = trans
-        else:
-            # Sample the unflipped reduced image directly: crop <- flipped full image <- full <- reduced.
-            full_to_source = np.eye(3)
-            if flip:
-                full_to_source = np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            pixel_trans = (np.vstack([trans, [0.0, 0.0, 1.0]]) @ full_to_source @ reduced_to_full(reduce))[:2]
+        labelled = visible > 0
+        joints[labelled] = affine_points(joints[labelled], trans)
+        meta = {
+            "image_id": record.image_id,
+            "center": center,
+            "scale": scale,
+            "score": record.box_score,
+            "area": record.padded_area,
+            "gt_area": record.area,
+            "rotation": rotation,
+            "flipped": flip,
+            # (J, 3) [x, y, v] in input-crop pixels after augmentation (unlabelled: v = 0).
+            "joints": np.concatenate([joints, visible[:, None]], axis=1),
+            "index": index,
+        }
+        decoded_size = image.shape[:2] if reduce == 1 and self.decode == "cpu" else record.image_size
+        image_trans = self.codec.image_transform(center, scale, rotation, decoded_size)
+        pixel_trans, mirror_image = pixel_transform(image_trans, flip, image_width, reduce)
+        if self.pipeline == "device":
+            # Geometry only: the device crops (matrix + mirror) and encodes (meta joints) the whole batch.
+            source = "pixels" if self.decode == "cpu" else "jpeg"
+            return {source: torch.from_numpy(image), "crop_matrix": torch.from_numpy(pixel_trans), "mirror": mirror_image,
+                    "meta": meta}
+        if mirror_image:
+            image = cv2.flip(image, 1)  # same pixels as the reference's image[:, ::-1]
         height, width = self.codec.input_size
         crop = cv2.warpAffine(image, pixel_trans, (width, height), flags=cv2.INTER_LINEAR)
         if self._crop_augmentation is not None:
             crop = self._crop_augmentation(image=crop)["image"]
-        labelled = visible > 0
-        joints[labelled] = affine_points(joints[labelled], trans)
         target, target_weight = self.codec.encode(joints, visible)
         if self.use_joint_weights:
             target_weight = target_weight * self.keypoints.joint_weights
@@ -488,20 +535,23 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             "image": torch.from_numpy(normalize_image(crop)),
             "target": torch.from_numpy(np.asarray(target, dtype=np.float32)),
             "target_weight": torch.from_numpy(np.asarray(target_weight, dtype=np.float32)),
-            "meta": {
-                "image_id": record.image_id,
-                "center": center,
-                "scale": scale,
-                "score": record.box_score,
-                "area": record.padded_area,
-                "gt_area": record.area,
-                "rotation": rotation,
-                "flipped": flip,
-                # (J, 3) [x, y, v] in input-crop pixels after augmentation (unlabelled: v = 0).
-                "joints": np.concatenate([joints, visible[:, None]], axis=1),
-                "index": index,
-            },
+            "meta": meta,
         }
+
+
+def pixel_transform(trans: np.ndarray, flip: bool, image_width: int, reduce: int) -> tuple[np.ndarray, bool]:
+    """How the decoded image is sampled for the crop: (2x3 matrix, whether to mirror the image first).
+
+    A full-size decode is mirrored (the reference's flip) and sampled with ``trans``. A decode at
+    1/``reduce`` size is sampled unflipped through crop <- flipped full image <- full image <- reduced
+    image (:func:`reduced_to_full`), so no flipped or resized copy of it is made.
+    """
+    if reduce == 1:
+        return trans, flip
+    full_to_source = np.eye(3)
+    if flip:
+        full_to_source = np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    return (np.vstack([trans, [0.0, 0.0, 1.0]]) @ full_to_source @ reduced_to_full(reduce))[:2], False
 
 
 def seed_worker(worker_id: int) -> None:

@@ -34,11 +34,8 @@ seed=0 image_size=256x256 workers=1`` (``--help`` lists the options).
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -47,6 +44,16 @@ import cv2
 import numpy as np
 
 from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, run_tool
+from hrnet_train.data.generated import (
+    MANIFEST_NAME,
+    SPLIT_ID_OFFSET,
+    SPLITS,
+    GeneratedLayout,
+    check_split_sizes,
+    map_jobs,
+    write_jpeg,
+    write_png,
+)
 from hrnet_train.paths import data_dir
 from hrnet_train.sizes import InputSize
 
@@ -56,12 +63,6 @@ GENERATOR_VERSION = 1
 # Bump when only the mask files change (their rendering or format): the manifest then triggers a
 # regeneration while GENERATOR_VERSION, which the annotation JSON records, stays the same.
 MASKS_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-SPLITS = ("train", "val")
-# Image ids: train starts at 1, val at 1_000_001 so ids never collide across splits.
-SPLIT_ID_OFFSET = {"train": 0, "val": 1_000_000}
-MAX_IMAGES_PER_SPLIT = 1_000_000
-JPEG_QUALITY = 90
 
 COCO_KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -106,6 +107,7 @@ LABELS_PER_PERSON = 32  # label code = person slot * 32 + part + 1 (0 = backgrou
 OCCLUDER_LABEL = 255
 # Mask files: directory per kind under the dataset root; 255 marks outline pixels (ignored in losses/metrics).
 PERSON_MASK_DIR, PART_MASK_DIR = "masks", "part_masks"
+LAYOUT = GeneratedLayout("person_keypoints", extra_files=((PERSON_MASK_DIR, ".png"), (PART_MASK_DIR, ".png")))
 MASK_IGNORE = 255
 # Outline pixels: those the figure's 1-px dark outline (drawn anti-aliased, +0.5 px) covers beyond its fill.
 OUTLINE_REACH = 1.5
@@ -138,10 +140,7 @@ class SyntheticConfig:
     min_person_height: float = DEFAULT_MIN_PERSON_HEIGHT  # standing height in px
 
     def __post_init__(self) -> None:
-        for field_name in ("num_train", "num_val"):
-            count = getattr(self, field_name)
-            if not 0 <= count < MAX_IMAGES_PER_SPLIT:
-                raise ValueError(f"synthetic {field_name}: expected 0 <= value < {MAX_IMAGES_PER_SPLIT}, got {count}")
+        check_split_sizes("synthetic", self.num_train, self.num_val)
         height, width = self.image_size
         if min(height, width) < 2 * self.min_person_height:
             raise ValueError(
@@ -481,7 +480,7 @@ def _draw_shape(canvas: np.ndarray, shape: Shape, color, grow: float, line_type:
         raise ValueError(f"synthetic shape: unknown kind {shape.kind!r}")
 
 
-def _textured_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+def textured_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """Gradient + blotchy low-frequency noise + random shapes/stripes + grain (BGR uint8)."""
     height, width = size
     angle = rng.uniform(0, 2 * np.pi)
@@ -587,7 +586,7 @@ def render_image(rng: np.random.Generator, size: tuple[int, int],
                  min_person_height: float = DEFAULT_MIN_PERSON_HEIGHT) -> Scene:
     """Draw one scene: background, 1-4 people (nearer = larger = drawn later), maybe occluders."""
     height, width = size
-    image = _textured_background(rng, size)
+    image = textured_background(rng, size)
     label_map = np.zeros(size, dtype=np.uint8)
     # The same labels drawn with each shape grown by its outline: where the two maps differ, the
     # pixel shows an outline (see segmentation_masks).
@@ -691,35 +690,22 @@ def _generate_one(args: tuple[SyntheticConfig, str, int, Path]) -> tuple[dict, l
     config, split, index, root = args
     image_id = SPLIT_ID_OFFSET[split] + index + 1
     scene = render_image(_image_rng(config.seed, split, index), config.image_size, config.min_person_height)
-    stem = f"{image_id:012d}"
-    for folder, pixels, extension, params in (
-        (image_dir(root, split), scene.image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]),
-        (mask_dir(root, split), scene.person_mask, ".png", []),
-        (mask_dir(root, split, parts=True), scene.part_mask, ".png", []),
-    ):
-        ok, encoded = cv2.imencode(extension, pixels, params)
-        if not ok:
-            raise RuntimeError(f"synthetic: {extension} encoding failed for image {image_id} ({folder})")
-        (folder / f"{stem}{extension}").write_bytes(encoded.tobytes())
+    file_name = write_jpeg(scene.image, image_dir(root, split), image_id, "synthetic")
+    write_png(scene.person_mask, mask_dir(root, split), image_id, "synthetic")
+    write_png(scene.part_mask, mask_dir(root, split, parts=True), image_id, "synthetic")
     height, width = config.image_size
-    record = {"id": image_id, "file_name": f"{stem}.jpg", "width": width, "height": height, "license": 1}
+    record = {"id": image_id, "file_name": file_name, "width": width, "height": height, "license": 1}
     return record, scene.people
 
 
 def image_dir(root: Path, split: str) -> Path:
     """Folder of the JPEGs of ``split``."""
-    return root / "images" / split
+    return LAYOUT.image_dir(Path(root), split)
 
 
 def mask_dir(root: Path, split: str, parts: bool = False) -> Path:
     """Folder of the person masks (or, with ``parts``, the body-part masks) of ``split``; one PNG per image stem."""
-    return root / (PART_MASK_DIR if parts else PERSON_MASK_DIR) / split
-
-
-def _generated_dirs(root: Path, split: str) -> tuple[tuple[Path, str], ...]:
-    """(folder, file suffix) of every per-image file kind the generator writes for ``split``."""
-    return ((image_dir(root, split), ".jpg"), (mask_dir(root, split), ".png"),
-            (mask_dir(root, split, parts=True), ".png"))
+    return Path(root) / (PART_MASK_DIR if parts else PERSON_MASK_DIR) / split
 
 
 def coco_person_category() -> dict:
@@ -732,14 +718,9 @@ def generate_split(root: Path, split: str, config: SyntheticConfig, workers: int
     """Write ``images/<split>/*.jpg``, the mask PNGs and ``annotations/person_keypoints_<split>.json``;
     return the JSON path."""
     count = config.num_train if split == "train" else config.num_val
-    for folder, _ in _generated_dirs(root, split):
+    for folder, _ in LAYOUT.per_image_dirs(root, split):
         folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(config, split, index, root) for index in range(count)]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_generate_one, jobs, chunksize=32))
-    else:
-        results = [_generate_one(job) for job in jobs]
+    results = map_jobs(_generate_one, [(config, split, index, root) for index in range(count)], workers)
     images, annotations = [], []
     annotation_id = SPLIT_ID_OFFSET[split]
     for record, people in results:
@@ -759,45 +740,16 @@ def generate_split(root: Path, split: str, config: SyntheticConfig, workers: int
                       "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
         "images": images, "annotations": annotations, "categories": [coco_person_category()],
     }
-    ann_path = root / "annotations" / f"person_keypoints_{split}.json"
-    ann_path.parent.mkdir(parents=True, exist_ok=True)
-    ann_path.write_text(json.dumps(dataset, separators=(",", ":")))
-    return ann_path
+    return LAYOUT.write_annotations(root, split, dataset)
 
 
 def generate_dataset(root: Path, config: SyntheticConfig, workers: int = 1) -> Path:
     """(Re)generate the whole dataset under ``root``; the manifest is written last."""
-    root = Path(root)
-    _remove_generated(root)
-    for split in SPLITS:
-        generate_split(root, split, config, workers)
-    (root / MANIFEST_NAME).write_text(json.dumps(config.manifest(), indent=2, sort_keys=True))
-    return root
-
-
-def _remove_generated(root: Path) -> None:
-    """Delete only what this generator writes (never other files under ``root``)."""
-    (root / MANIFEST_NAME).unlink(missing_ok=True)
-    for split in SPLITS:
-        for folder, _ in _generated_dirs(root, split):
-            shutil.rmtree(folder, ignore_errors=True)
-        (root / "annotations" / f"person_keypoints_{split}.json").unlink(missing_ok=True)
+    return LAYOUT.generate(root, config.manifest(), lambda split: generate_split(Path(root), split, config, workers))
 
 
 def _is_complete(root: Path, config: SyntheticConfig) -> bool:
-    manifest_path = root / MANIFEST_NAME
-    try:
-        if json.loads(manifest_path.read_text()) != config.manifest():
-            return False
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    for split, count in (("train", config.num_train), ("val", config.num_val)):
-        if not (root / "annotations" / f"person_keypoints_{split}.json").is_file():
-            return False
-        for folder, suffix in _generated_dirs(root, split):
-            if not folder.is_dir() or sum(1 for entry in folder.iterdir() if entry.suffix == suffix) != count:
-                return False
-    return True
+    return LAYOUT.is_complete(root, config.manifest(), {"train": config.num_train, "val": config.num_val})
 
 
 def ensure_synthetic_dataset(root: Path | str | None = None, num_train: int = 2000, num_val: int = 200,

@@ -1,4 +1,5 @@
 """Evaluation: the COCO OKS metric (coco_metric), per-joint error analysis (analysis), torso PCK (pck),
+face landmark NME / FR / AUC (nme),
 the codec ceiling oracle (codec_oracle), a worst-case gallery (gallery) and the ``evaluate.py`` run (runner).
 
 Decoding (flip test, rescoring, OKS-NMS, COCO results) lives one floor down in ``hrnet_train.decoding``.

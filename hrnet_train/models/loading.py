@@ -10,7 +10,8 @@ Layouts understood (pose spec 1.8; face/seg spec A.6, B.5, D.20): a plain state 
 ``FullModel`` state dict (``model.<key>`` plus the loss's ``loss.*`` buffers such as
 ``loss.criterion.weight``, the class weights, which are dropped). The face trainer's
 ``model_best.pth`` / ``checkpoint_{epoch}.pth`` pickle the whole module; they are refused with a
-message saying how to convert them.
+message saying how to convert them. ``.safetensors`` files (the format model hubs ship) are read with
+the safetensors package, which stores tensors only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -48,7 +50,7 @@ def read_state_dict(
         label = str(path)
         if not path.is_file():
             raise FileNotFoundError(f"{label}: checkpoint file not found")
-        obj = _load_weights_only(path)
+        obj = _load_safetensors(path) if path.suffix == ".safetensors" else _load_weights_only(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
@@ -79,6 +81,16 @@ def _load_weights_only(path: Path) -> object:
             "torch.save(torch.load(path, weights_only=False).state_dict(), 'weights.pth') "
             "(for checkpoint_*.pth take ['state_dict'].state_dict())"
         ) from None
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .safetensors file ({error})") from None
 
 
 def _unwrap_full_model(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -129,18 +141,44 @@ def load_official_state_dict(
     model.load_state_dict(state, strict=True)
 
 
+# Prefixes other frameworks put before the backbone's own keys (DataParallel; mmpose/mmdet models).
+PRETRAINED_PREFIXES = ("module.", "backbone.")
+
+
+@dataclass(frozen=True)
+class BackboneLoad:
+    """What :func:`load_pretrained_backbone` did: loaded model keys, checkpoint keys it left out (the
+    classifier, extra fuse layers, a detector's neck...) and model keys that kept their fresh init."""
+
+    source: str
+    loaded: tuple[str, ...]
+    ignored: tuple[str, ...]
+    fresh: tuple[str, ...]
+
+    def summary(self) -> str:
+        """One line: counts, and the top-level modules ignored / kept fresh."""
+        def modules(keys: Iterable[str]) -> str:
+            names = sorted({k.split(".", 1)[0] if not k.startswith("stage4.") else ".".join(k.split(".")[:4]) for k in keys})
+            return ", ".join(names) if names else "none"
+
+        return (f"pretrained backbone {self.source}: loaded {len(self.loaded)} tensors; ignored {len(self.ignored)} "
+                f"({modules(self.ignored)}); fresh init kept by {len(self.fresh)} ({modules(self.fresh)})")
+
+
 def load_pretrained_backbone(
     model: nn.Module,
     source: str | Path | Mapping[str, torch.Tensor],
     layers: Iterable[str] = HRNET_PRETRAINED_LAYERS,
-    strip_prefixes: Iterable[str] = ("module.",),
-) -> list[str]:
+    strip_prefixes: Iterable[str] = PRETRAINED_PREFIXES,
+) -> BackboneLoad:
     """Initialise the backbone from an ImageNet checkpoint, as the official trainer does (spec 1.7).
 
     Takes the checkpoint keys whose first component is in ``layers`` (``('*',)`` = all) and that the
-    model has; extra checkpoint keys (the classifier, the ImageNet net's multi-scale
-    ``stage4.<last>.fuse_layers.{1,2,3}``) are ignored. Unlike the official ``strict=False`` load it
-    raises ValueError when a model key under ``layers`` is absent or mis-shaped. Returns the loaded keys.
+    model has; the classification net's extra keys (``incre_modules``, ``downsamp_modules``, its
+    ``final_layer`` and ``classifier``, the multi-scale ``stage4.<last>.fuse_layers.{1,2,3}`` of a
+    single-scale model) are ignored. Unlike the official ``strict=False`` load it raises ValueError
+    when a model key under ``layers`` is absent or mis-shaped, listing them. Accepts ``.pth``/``.pt``
+    (weights only) and ``.safetensors``, with or without a ``module.``/``backbone.`` prefix.
     """
     state, label = read_state_dict(source, strip_prefixes)
     layers = tuple(layers)
@@ -156,4 +194,9 @@ def load_pretrained_backbone(
         sections = [_listing(t, items) for t, items in (("missing", missing), ("shape mismatch", mismatched)) if items]
         raise ValueError(f"{label}: cannot initialise the backbone of {type(model).__name__}:\n" + "\n".join(sections))
     model.load_state_dict(selected, strict=False)
-    return sorted(selected)
+    return BackboneLoad(
+        source=label,
+        loaded=tuple(sorted(selected)),
+        ignored=tuple(sorted(k for k in state if k not in selected)),
+        fresh=tuple(sorted(k for k in model_state if k not in selected)),
+    )

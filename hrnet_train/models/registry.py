@@ -15,20 +15,24 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from hrnet_train.models.heads import refuse_both_counts
+from hrnet_train.models.loading import HRNET_PRETRAINED_LAYERS, load_pretrained_backbone
 from hrnet_train.models.hrnet import HRNet
 from hrnet_train.models.pose_resnet import PoseResNet, PoseResNetSpec
 from hrnet_train.models.spec import HRNetSpec, hrnet_spec
 
 ARCHS = ("hrnet", "pose_resnet")
+# PoseResNet's ImageNet ResNet keys (torchvision layout, spec 1.10): everything but the deconv head.
+RESNET_PRETRAINED_LAYERS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
 # Arguments a variant may preset (the rest of create_model's arguments are the name, arch and spec).
 DEFAULT_KEYS = ("num_joints", "num_classes", "head", "head_name", "head_options", "multi_scale_output", "init")
 COUNT_KEYS = ("num_joints", "num_classes")
-_CONFIG_KEYS = {"name", "arch", "spec", *DEFAULT_KEYS}
+_CONFIG_KEYS = {"name", "arch", "spec", "pretrained", *DEFAULT_KEYS}
 _HYDRA_KEYS = {"_target_", "_convert_", "_recursive_", "_partial_", "_args_"}
 
 
@@ -107,6 +111,7 @@ def create_model(
     arch: str | None = None,
     multi_scale_output: bool | None = None,
     init: str | None = None,
+    pretrained: str | Path | None = None,
 ) -> nn.Module:
     """Build a network.
 
@@ -119,7 +124,11 @@ def create_model(
     :mod:`hrnet_train.models.heads`), ``head_name`` the head's attribute (default 'final_layer'),
     ``head_options`` for 'hrfpn' (``out_channels``, ``num_outs``, ``pooling``); ``spec`` a full
     spec or a partial override of the named one, ``multi_scale_output`` (HRNet; ``None`` = what
-    the head needs), ``init`` 'official' (default) | 'pytorch'.
+    the head needs), ``init`` 'official' (default) | 'pytorch'. ``pretrained`` (keyword or the
+    mapping's ``pretrained``): an ImageNet HRNet checkpoint (.pth/.pt/.safetensors) whose backbone
+    weights initialise the network after the official init (spec 1.7; strict about missing and
+    mis-shaped backbone keys); what was loaded is kept as ``network.pretrained_load``
+    (:class:`~hrnet_train.models.loading.BackboneLoad`).
     """
     config: dict[str, Any] = {}
     if isinstance(name, Mapping):
@@ -137,6 +146,15 @@ def create_model(
     defaults = get_model_entry(config["name"]).defaults if config.get("name") is not None else {}
     settings = _settings(defaults, {k: v for k, v in config.items() if k in DEFAULT_KEYS}, explicit)
     init = settings.get("init", "official")
+    network = _build(arch_name, resolved, settings, init)
+    source = pretrained if pretrained is not None else config.get("pretrained")
+    if source is not None:
+        layers = HRNET_PRETRAINED_LAYERS if arch_name == "hrnet" else RESNET_PRETRAINED_LAYERS
+        network.pretrained_load = load_pretrained_backbone(network, source, layers)
+    return network
+
+
+def _build(arch_name: str, resolved: HRNetSpec | PoseResNetSpec, settings: Mapping[str, Any], init: str) -> nn.Module:
     if arch_name == "pose_resnet":
         _check_pose_resnet(settings)
         return PoseResNet(resolved, num_joints=settings.get("num_joints", 17), init=init)  # type: ignore[arg-type]
@@ -204,6 +222,7 @@ def model_config(name: str) -> dict[str, Any]:
     if entry.arch == "hrnet":
         config["multi_scale_output"] = None
     config.update(copy.deepcopy(dict(entry.defaults)))
+    config["pretrained"] = None  # an ImageNet checkpoint for the backbone (model.pretrained=<file>)
     config["spec"] = entry.spec.to_dict()
     return config
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
+from hrnet_train.training.step_logging import host_scalar
+
 
 class ThroughputMonitor(pl.Callback):
     """Logs ``train/samples_per_s`` (all ranks together, on the progress bar) and ``train/epoch_time_s``.
@@ -30,11 +32,14 @@ class ThroughputMonitor(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._samples += len(batch["image"]) * trainer.world_size
         elapsed = time.perf_counter() - self._epoch_start
-        if elapsed > 0:
-            pl_module.log("train/samples_per_s", self._samples / elapsed, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
+        if elapsed > 0:  # a host tensor: no wait for the GPU (step_logging)
+            pl_module.log(
+                "train/samples_per_s", host_scalar(self._samples / elapsed), on_step=True, on_epoch=False, prog_bar=True,
+                batch_size=1,
+            )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.log("train/epoch_time_s", time.perf_counter() - self._epoch_start, on_step=False, on_epoch=True, batch_size=1)
+        pl_module.log("train/epoch_time_s", host_scalar(time.perf_counter() - self._epoch_start), on_step=False, on_epoch=True, batch_size=1)
 
 
 class DatasetEpochSeeder(pl.Callback):

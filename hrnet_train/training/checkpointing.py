@@ -61,11 +61,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return torch.load(path, map_location=map_location or "cpu", weights_only=True if weights_only is None else weights_only)
 
 
-def resolve_ckpt_path(value: str | None, run_dir: Path, runs_root: Path | None = None) -> str | None:
+def resolve_ckpt_path(value: str | None, run_dir: Path) -> str | None:
     """Turn the ``ckpt_path`` config value into a file (or None for a fresh run).
 
-    ``last`` means this run directory's ``checkpoints/last.ckpt``; when that does not exist (a new
-    Hydra run dir), the newest ``*/checkpoints/last.ckpt`` under ``runs_root`` (same experiment).
+    ``last`` means THIS run directory's ``checkpoints/last.ckpt`` -- never a sibling run's: resuming
+    a run means giving its folder (``output_dir=<that run> ckpt_path=last``) or a file. Raises
+    FileNotFoundError saying so when there is none.
     """
     if value in (None, "", "null"):
         return None
@@ -77,13 +78,11 @@ def resolve_ckpt_path(value: str | None, run_dir: Path, runs_root: Path | None =
     own = run_dir / CHECKPOINT_SUBDIR / LAST_CHECKPOINT
     if own.is_file():
         return str(own)
-    candidates = sorted(
-        runs_root.glob(f"*/{CHECKPOINT_SUBDIR}/{LAST_CHECKPOINT}") if runs_root is not None else [],
-        key=lambda p: p.stat().st_mtime,
+    raise FileNotFoundError(
+        f"ckpt_path=last: {own} does not exist -- this run dir has no checkpoint of its own. To resume a run, "
+        f"give its folder (output_dir=<that run dir> ckpt_path=last) or its file (ckpt_path=<path>/last.ckpt); "
+        f"to start from its weights with a new schedule, use init_from=<file>"
     )
-    if not candidates:
-        raise FileNotFoundError(f"ckpt_path=last: no {LAST_CHECKPOINT} in {own.parent} or under {runs_root}/*/{CHECKPOINT_SUBDIR}")
-    return str(candidates[-1])
 
 
 
@@ -92,7 +91,8 @@ def checkpoint_hparams(resolved_config: Mapping[str, Any], input_size: tuple[int
 
     Only builtin types (dict/list/str/number/bool/None), so ``weights_only=True`` loading works.
     """
-    model = dict(resolved_config["model"])
+    # The ImageNet file only initialised this run; the checkpoint's own weights replace it when loaded.
+    model = {**dict(resolved_config["model"]), "pretrained": None}
     keypoints = dict(resolved_config["keypoints"])
     return {
         "task": "pose",

@@ -8,6 +8,10 @@ a one-sample batch makes BatchNorm's batch statistics meaningless, and on GPU ev
 costs a cuDNN autotune pass. Training workers are never persistent: they must be re-created each
 epoch to pick up the dataset's new epoch seed (``DatasetEpochSeeder``); ``data.persistent_workers``
 applies to validation only, whose samples are deterministic.
+
+With ``data.pipeline=device`` the training loader yields geometry batches (decoded images + crop
+matrices, ``hrnet_train/data/device_pipeline.py``) that ``on_after_batch_transfer`` turns into crops
+and targets on the device; validation batches always come from the CPU path.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -24,6 +29,13 @@ from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import DataConfig, EvalConfig, SegDataConfig
 from hrnet_train.data.augment import AugmentConfig
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths, seed_worker
+from hrnet_train.data.device_pipeline import (
+    DeviceBatchTransform,
+    JpegDecoder,
+    collate_geometry,
+    decode_jpeg_batch,
+    is_geometry_batch,
+)
 from hrnet_train.keypoints import KeypointSet
 
 DataSection = DataConfig | SegDataConfig  # what the loaders read: batch size, workers, pin memory
@@ -84,6 +96,8 @@ class PoseDataModule(pl.LightningDataModule):
         )
         self.train_dataset: TopDownCocoDataset | None = None
         self.val_dataset: TopDownCocoDataset | None = None
+        self._device_transform: DeviceBatchTransform | None = None
+        self._jpeg_decoder: JpegDecoder | None = None
 
     def file_hashes(self) -> dict[str, str]:
         """sha256 (short) of the annotation files and of the detection file when used."""
@@ -104,6 +118,8 @@ class PoseDataModule(pl.LightningDataModule):
                 color_rgb=self.data.color_rgb,
                 skip_corrupt=self.data.skip_corrupt,
                 seed=self.seed,
+                pipeline=self.data.pipeline,
+                decode=self.data.decode,
             )
         if self.val_dataset is None:
             self.val_dataset = self.build_val_dataset()
@@ -127,17 +143,40 @@ class PoseDataModule(pl.LightningDataModule):
         assert self.train_dataset is not None, "setup('fit') must run first"
         world_size = self.trainer.world_size if self.trainer is not None else 1
         return training_loader(self.train_dataset, self.data, self.seed, world_size, self.uses_gpu,
-                               what="training instances", source=str(self.train_ann))
+                               what="training instances", source=str(self.train_ann),
+                               collate_fn=collate_geometry if self.data.pipeline == "device" else None)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_dataset is not None, "setup() must run first"
         return make_loader(self.val_dataset, self.data, self.data.val_batch_size, None, drop_last=False,
                            persistent=self.data.persistent_workers, uses_gpu=self.uses_gpu)
 
+    # ------------------------------------------------------------------ device pipeline (data.pipeline=device)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """data.decode=gpu: decode the batch's JPEGs with nvJPEG straight into device memory."""
+        if is_geometry_batch(batch) and "jpeg" in batch:
+            if self._jpeg_decoder is None:
+                from hrnet_train.data.gpu_decode import nvjpeg_decoder  # torchvision only when asked for
+
+                # The device Lightning trains on; outside a Trainer (benchmarks) the current CUDA device.
+                device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cuda")
+                self._jpeg_decoder = nvjpeg_decoder(device)
+            return decode_jpeg_batch(batch, self._jpeg_decoder, self.data.color_rgb)
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Device pipeline: crop, normalise and encode the training batch where it now is."""
+        if not is_geometry_batch(batch):
+            return batch
+        if self._device_transform is None:
+            self._device_transform = DeviceBatchTransform(self.codec)
+        return self._device_transform.to(batch["pixels"].device)(batch)
+
 
 def training_loader(
     dataset: Dataset, data: DataSection, seed: int, world_size: int, uses_gpu: bool, what: str, source: str,
-    collate_fn: Callable | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """The epoch-shuffled, last-batch-dropping training loader of every task (see the module docstring).
 
@@ -157,7 +196,7 @@ def training_loader(
 
 def make_loader(
     dataset: Dataset, data: DataSection, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool,
-    uses_gpu: bool, collate_fn: Callable | None = None,
+    uses_gpu: bool, collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """A DataLoader in dataset order (or ``sampler``'s) with the data section's workers and pinning."""
     workers = data.loader_workers()

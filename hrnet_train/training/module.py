@@ -35,7 +35,6 @@ class PoseLightningModule(TaskLightningModule):
         joint_weights = keypoints.joint_weights.tolist() if config.loss.use_joint_weights else None
         self.loss = JointsMSELoss(config.loss.use_target_weight, joint_weights, config.loss.ohkm_topk)
         self.validation = PoseValidation(codec, keypoints, config.eval)
-        self.last_table = ""
         self._vis_batch: dict[str, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ training
@@ -43,9 +42,7 @@ class PoseLightningModule(TaskLightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         heatmaps = self(batch["image"])
         loss = self.loss(heatmaps, batch["target"], batch["target_weight"])
-        size = len(batch["image"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=size)
+        self.log_training_loss(loss, len(batch["image"]))
         return loss
 
     # ------------------------------------------------------------------ validation
@@ -79,24 +76,12 @@ class PoseLightningModule(TaskLightningModule):
         if self.config.eval.boxes == "gt":  # one prediction per GT box, before NMS, as evaluate.py reports PCK
             gt_box_poses = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
         stats = pose_metrics(dataset.coco, self.validation.results(instances), self.keypoints, gt_box_poses)
-        self.last_stats = stats
-        # The re-evaluation of the best checkpoint after fit (trainer.validate) is not an epoch: its numbers
-        # reach callback_metrics (the runner's report) but not the logger's curves, and its table says so.
-        final = self.trainer.state.fn == "validate"
-        self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True, logger=not final)
-        self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True, logger=not final)
         box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
-        label = "best checkpoint" if final else f"epoch {self.current_epoch}"
-        self.last_table = format_stats_table({label: stats}, box_source)
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking and not final:
-            self.print(self.last_table)
-            self._log_to_tensorboard()
+        self.report_validation(stats, lambda label: format_stats_table({label: stats}, box_source),
+                               counts={"num_instances": float(len(instances))})
 
-    def _log_to_tensorboard(self) -> None:
-        """AP table as text and the prediction grid as an image (TensorBoard only; CSV has no such types)."""
-        experiment = getattr(self.logger, "experiment", None)
-        if not hasattr(experiment, "add_image"):
-            return
+    def log_pictures(self, experiment: Any) -> None:
+        """AP table as text and the prediction grid as an image."""
         experiment.add_text("val/AP_table", self.last_table, self.global_step)
         if self._vis_batch is None:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from hrnet_train.complexity import complexity_report
-from hrnet_train.config_schema import TrainConfig
+from hrnet_train.config_schema import ConfigError, TrainConfig
 from hrnet_train.data.lspet import ensure_lspet_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.training.callbacks import (
@@ -32,8 +33,10 @@ from hrnet_train.training.callbacks import (
 )
 from hrnet_train.training.checkpointing import CHECKPOINT_SUBDIR, LAST_CHECKPOINT, AtomicCheckpointIO, resolve_ckpt_path
 from hrnet_train.training.tasks import TrainingTask, build_task
-from hrnet_train.trained_model import read_checkpoint
+from hrnet_train.trained_model import CheckpointError, read_checkpoint, resume_mismatches
 
+# LoggingCadence lowers log_every_n_steps to the batches of an epoch, so Lightning's advice is moot.
+warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
 RESOLVED_CONFIG_NAME = "config_resolved.yaml"
 REPORT_NAME = "report.json"
 
@@ -55,6 +58,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         _set_tf32(config.trainer.tf32)
     _save_resolved_config(resolved, run_dir)
 
+    ckpt_path = resolve_resume(config, resolved, run_dir)
     data = config.data
     if data.generate_synthetic:
         ensure_synthetic_dataset(data.root, **data.synthetic)
@@ -72,6 +76,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         DatasetEpochSeeder(),
         clock,
         LoggingCadence(),
+        *task.callbacks,
     ]
     if config.trainer.progress_bar:
         callbacks.append(StderrProgressBar(refresh_rate=config.trainer.progress_refresh_rate))
@@ -81,7 +86,6 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     logger = _build_logger(config, run_dir)
     trainer = _build_trainer(config, run_dir, logger, callbacks)
 
-    ckpt_path = resolve_ckpt_path(config.ckpt_path, run_dir, run_dir.parent)
     _print_banner(config, task, trainer, ckpt_path, run_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - start
@@ -113,6 +117,22 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         logger.log_hyperparams(_hparam_summary(config, input_size), {f"hp/{k}": v for k, v in stats.items()})
     _write_report(report, run_dir, task)
     return report
+
+
+def resolve_resume(config: TrainConfig, resolved: Mapping[str, Any], run_dir: Path) -> str | None:
+    """The checkpoint this run resumes (None for a new run), checked against the config before anything
+    is built: a different model, keypoint set, input size or codec is one ConfigError naming them."""
+    try:
+        ckpt_path = resolve_ckpt_path(config.ckpt_path, run_dir)
+        differences = resume_mismatches(ckpt_path, resolved) if ckpt_path is not None else []
+    except (FileNotFoundError, CheckpointError) as error:
+        raise ConfigError(str(error)) from None
+    if differences:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} cannot be resumed by this config: " + "; ".join(differences)
+            + ". Resuming continues the same run; to start this config from its weights use init_from=" + ckpt_path
+        )
+    return ckpt_path
 
 
 def _set_tf32(allowed: bool) -> None:
@@ -228,7 +248,7 @@ def _print_banner(config: TrainConfig, task: TrainingTask, trainer: pl.Trainer, 
         f" warmup {config.scheduler.warmup_iters} it, {config.trainer.max_epochs} epochs",
         f"seed           : {config.seed}  deterministic {config.trainer.deterministic}",
         f"data           : {config.data.root}  sha256 {hashes}",
-        f"resume from    : {ckpt_path or '-'}",
+        f"weights        : {task.init_summary if ckpt_path is None else 'resumed from ' + ckpt_path}",
     ]
     print("\n".join(lines), flush=True)
 

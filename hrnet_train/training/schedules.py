@@ -97,12 +97,18 @@ def build_optimizer(
     weight_decay: float = 0.0,
     momentum: float = 0.9,
     betas: Sequence[float] = (0.9, 0.999),
+    fused: bool = False,
 ) -> torch.optim.Optimizer:
-    """Adam with PyTorch defaults is the reference (``get_optimizer``: WD/momentum ignored for Adam)."""
+    """Adam with PyTorch defaults is the reference (``get_optimizer``: WD/momentum ignored for Adam).
+
+    ``fused`` (CUDA parameters): Adam/AdamW update all parameters in one fused kernel instead of
+    PyTorch's default multi-tensor path; same update rule, fewer launches. Ignored for SGD.
+    """
+    fused_option = {"fused": True} if fused else {}
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, **fused_option)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, **fused_option)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise ValueError(f"optimizer.name: expected one of {OPTIMIZER_NAMES}, got {name!r}")

@@ -25,9 +25,15 @@ from hrnet_train.evaluation.miou import SegScores, iou_table
 from hrnet_train.evaluation.seg_validation import SegValidation, overlay_sheet, seg_stats
 from hrnet_train.models import load_official_state_dict
 from hrnet_train.plain import to_plain
-from hrnet_train.seg_classes import SegClasses, seg_classes_to_mapping
+from hrnet_train.seg_classes import SegClasses, seg_classes_from_mapping, seg_classes_to_mapping
 from hrnet_train.sizes import InputSize
-from hrnet_train.trained_model import SEGMENTATION_TASK, is_training_checkpoint, network_state_dict, read_checkpoint
+from hrnet_train.trained_model import (
+    SEGMENTATION_TASK,
+    CheckpointError,
+    is_training_checkpoint,
+    network_state_dict,
+    read_checkpoint,
+)
 from hrnet_train.training.seg_losses import SegCrossEntropyLoss
 from hrnet_train.training.task_module import TaskLightningModule
 
@@ -54,12 +60,27 @@ def segmentation_hparams(
     }
 
 
-def load_initial_weights(network: nn.Module, path: str) -> None:
-    """Start ``network`` from the weights of a train.py checkpoint (its EMA copy when kept) or an
-    official-format ``.pth`` of the same architecture, strictly (``seg_init_from``, until init_from= exists)."""
+def load_initial_weights(network: nn.Module, path: str, classes: SegClasses) -> str:
+    """``init_from`` for segmentation: copy every weight of a train.py checkpoint (its EMA copy when kept)
+    or an official-format ``.pth`` into ``network``, strictly (same architecture and class count; a
+    checkpoint of ours must also have the same class names). Returns the banner's line."""
     content = read_checkpoint(path)
-    state = network_state_dict(content, prefer_ema=True, label=path) if is_training_checkpoint(content) else content
-    load_official_state_dict(network, state, label=path)
+    if is_training_checkpoint(content):
+        hparams = content["hyper_parameters"]
+        if hparams.get("task") != SEGMENTATION_TASK:
+            raise CheckpointError(f"init_from: {path} is a {hparams.get('task', 'pose')} checkpoint, this run segments")
+        source = seg_classes_from_mapping(hparams["classes"])
+        if source.names != classes.names:
+            raise CheckpointError(f"init_from: {path} predicts {source.name} {list(source.names)}, this run "
+                                  f"{classes.name} {list(classes.names)}: the class lists must be the same")
+        state, kind = network_state_dict(content, prefer_ema=True, label=path), f"{hparams.get('model_name')} checkpoint"
+    else:
+        state, kind = content, "state dict"
+    try:
+        load_official_state_dict(network, state, label=path)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    return f"init_from {path} ({kind}): all {len(network.state_dict())} tensors copied (strict)"
 
 
 class SegLightningModule(TaskLightningModule):
@@ -75,13 +96,10 @@ class SegLightningModule(TaskLightningModule):
             ohem_thresh=loss.ohem_thresh, ohem_min_kept=loss.ohem_min_kept,
         )
         self.validation = SegValidation(classes, config.eval, align_corners)
-        self.last_table = ""
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["image"]), batch["label"])
-        size = len(batch["image"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=size)
+        self.log_training_loss(loss, len(batch["image"]))
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -93,23 +111,10 @@ class SegLightningModule(TaskLightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = SegScores.from_confusion(self.validation.gather(self.trainer.world_size))
-        self.last_stats = seg_stats(scores, self.classes)
-        # The re-evaluation of the best checkpoint after fit (trainer.validate) is not an epoch: its numbers
-        # reach callback_metrics (the runner's report) but not the logger's curves.
-        final = self.trainer.state.fn == "validate"
-        self.log_dict({f"val/{name}": value for name, value in self.last_stats.items()}, on_step=False, on_epoch=True,
-                      logger=not final)
-        label = "best checkpoint" if final else f"epoch {self.current_epoch}"
-        self.last_table = f"{label}:\n{iou_table(scores, self.classes.names)}"
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking and not final:
-            self.print(self.last_table)
-            self._log_to_tensorboard()
+        self.report_validation(seg_stats(scores, self.classes), lambda label: f"{label}:\n{iou_table(scores, self.classes.names)}")
 
-    def _log_to_tensorboard(self) -> None:
-        """IoU table as text and image | ground truth | prediction overlays (TensorBoard only)."""
-        experiment = getattr(self.logger, "experiment", None)
-        if not hasattr(experiment, "add_image"):
-            return
+    def log_pictures(self, experiment: Any) -> None:
+        """IoU table as text and image | ground truth | prediction overlays."""
         experiment.add_text("val/IoU_table", self.last_table, self.global_step)
         sheet = overlay_sheet(self.validation.vis, self.classes)
         if sheet is not None:

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+import torch
+
 from hrnet_train.codecs import create_codec
-from hrnet_train.config_schema import SEG_METRICS, SegTrainConfig, TrainConfig
+from hrnet_train.config_schema import SEG_METRICS, ConfigError, SegTrainConfig, TrainConfig
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
 from hrnet_train.evaluation.seg_validation import stats_table
 from hrnet_train.keypoints import load_keypoint_set
@@ -24,9 +26,11 @@ from hrnet_train.models import create_model
 from hrnet_train.sizes import InputSize
 from hrnet_train.training.checkpointing import checkpoint_hparams
 from hrnet_train.training.datamodule import PoseDataModule
+from hrnet_train.training.fine_tune import BackboneFreeze, InitFromError, initialize_from
 from hrnet_train.training.module import PoseLightningModule
 from hrnet_train.training.seg_datamodule import SegDataModule
 from hrnet_train.training.seg_module import SegLightningModule, load_initial_weights, segmentation_hparams
+from hrnet_train.trained_model import CheckpointError
 
 
 @dataclass
@@ -46,7 +50,9 @@ class TrainingTask:
     stat_names: tuple[str, ...]
     final_table: Callable[[Mapping[str, float], str], str]
     describe: str
+    init_summary: str = "from scratch"
     report_fields: dict[str, Any] = field(default_factory=dict)
+    callbacks: list[pl.Callback] = field(default_factory=list)
 
 
 def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
@@ -56,6 +62,8 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
     codec_options = dict(config.codec)
     codec = create_codec(codec_options.pop("name"), input_size, **codec_options)
     model = create_model(config.model, num_joints=keypoints.num_joints)
+    init_summary, callbacks = _initialise(model, config, lambda path: initialize_from(
+        model, config.model, keypoints, codec.channels_per_joint, input_size, path, config.init_from_keypoints).summary())
     datamodule = PoseDataModule(config.data, config.eval, keypoints, codec, config.seed, uses_gpu=config.trainer.uses_gpu)
     module = PoseLightningModule(model, config, keypoints, codec, checkpoint_hparams(resolved, input_size, keypoints.num_joints))
     box_source = "gt" if config.eval.boxes == "gt" else "detector"
@@ -67,7 +75,9 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
         stat_names=STAT_NAMES,
         final_table=lambda stats, label: format_stats_table({label: stats}, box_source),
         describe=f"codec {codec.name} (sigma {codec.sigma})  keypoints {keypoints.name} ({keypoints.num_joints})",
+        init_summary=init_summary,
         report_fields={"boxes": config.eval.boxes, "flip_test": config.eval.flip_test},
+        callbacks=callbacks,
     )
 
 
@@ -76,24 +86,44 @@ def build_segmentation_task(config: SegTrainConfig, resolved: Mapping[str, Any])
     datamodule = SegDataModule(config.data, config.seed, uses_gpu=config.trainer.uses_gpu)
     classes = datamodule.classes
     model = create_model(config.model, num_classes=classes.num_classes)
-    if config.seg_init_from is not None:
-        load_initial_weights(model, config.seg_init_from)
+    init_summary, callbacks = _initialise(model, config, lambda path: load_initial_weights(model, path, classes))
     crop = config.data.input_hw
     hparams = segmentation_hparams(resolved, classes, crop, model.spec.align_corners, config.eval)
-    module = SegLightningModule(model, config, classes, hparams)
     stat_names = (*SEG_METRICS, *(f"IoU_{name.replace(' ', '_')}" for name in classes.names))
     loss = f"{'OHEM ' if config.loss.ohem else ''}cross-entropy{' (class weights)' if classes.class_weights is not None else ''}"
     return TrainingTask(
         name="segmentation",
-        module=module,
+        module=SegLightningModule(model, config, classes, hparams),
         datamodule=datamodule,
         input_size=crop,
         stat_names=stat_names,
         final_table=lambda stats, label: stats_table(stats, classes, label),
-        describe=f"classes {classes.name} ({classes.num_classes})  loss {loss}  init {config.seg_init_from or 'random (official init)'}",
-        report_fields={"classes": classes.name, "scales": list(config.eval.scales), "flip": config.eval.flip,
-                       "seg_init_from": config.seg_init_from},
+        describe=f"classes {classes.name} ({classes.num_classes})  loss {loss}",
+        init_summary=init_summary,
+        report_fields={"classes": classes.name, "scales": list(config.eval.scales), "flip": config.eval.flip},
+        callbacks=callbacks,
     )
+
+
+def _initialise(
+    network: torch.nn.Module, config: TrainConfig, init_from: Callable[[str], str],
+) -> tuple[str, list[pl.Callback]]:
+    """Where the weights start (init_from, an ImageNet backbone, or scratch), said in one line for the
+    banner, and the backbone-freeze callback of a fine-tune. ``init_from(path)`` is the task's way to copy a
+    source's weights into ``network``; it returns what it did."""
+    callbacks: list[pl.Callback] = []
+    if config.freeze_backbone_epochs:
+        callbacks.append(BackboneFreeze(config.freeze_backbone_epochs, getattr(network, "head_name", "final_layer")))
+    if config.init_from is not None:
+        try:
+            return init_from(config.init_from), callbacks
+        except (InitFromError, CheckpointError, FileNotFoundError) as error:
+            raise ConfigError(str(error)) from None
+    loaded = getattr(network, "pretrained_load", None)
+    if loaded is not None:
+        return loaded.summary(), callbacks
+    return ("from scratch (no model.pretrained: the reference recipe starts from ImageNet weights, "
+            "expect lower scores on real data)"), callbacks
 
 
 TASK_BUILDERS: dict[str, Callable[[TrainConfig, Mapping[str, Any]], TrainingTask]] = {
