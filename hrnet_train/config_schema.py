@@ -475,7 +475,7 @@ class SegDataConfig(LoaderSettings):
             try:
                 seg_classes_from_mapping(self.classes)
             except ValueError as error:
-                raise ConfigError(f"{prefix}.{error}") from None
+                raise ConfigError(f"{prefix}.classes: {str(error).removeprefix('classes: ')}") from None
         return self
 
     @property
