@@ -100,7 +100,7 @@ def test_loader_refusals_name_the_file_or_setting(full_model_pth: Path, cityscap
 @pytest.mark.slow  # two fresh processes (gloo): about a minute on a loaded 2-core machine
 def test_two_process_ddp_counts_every_pixel_once(tmp_path: Path) -> None:
     # 5 val images of 96x96: DistributedSampler gives rank 1 a repeat of image 0 to even out 3 + 3.
-    root = ensure_synthetic_dataset(tmp_path / "data", num_train=2, num_val=5, seed=7, image_size="96x96")
+    root = ensure_synthetic_dataset(tmp_path / "data", num_train=2, num_val=5, seed=7, image_size="96x96", min_person_height=40.0)
     torch.save(_random_network(2).state_dict(), tmp_path / "net.pth")
     common = [f"ckpt={tmp_path / 'net.pth'}", f"model={MODEL}", "data=seg_synthetic", f"data.root={root}",
               "data.generate_synthetic=false", "data.val_batch_size=1", "num_workers=0", "accelerator=cpu"]
