@@ -115,10 +115,18 @@ class TrainerConfig:
 
 
 class LoaderSettings:
-    """What the data loaders of a data section read: ``num_workers`` and ``pin_memory`` (None = automatic)."""
+    """What the data loaders of a data section read: batch sizes, ``num_workers`` and ``pin_memory`` (None = automatic)."""
 
+    batch_size: int
+    val_batch_size: int
     num_workers: int | None
     pin_memory: bool | None
+
+    def check_loaders(self, prefix: str) -> None:
+        for name in ("batch_size", "val_batch_size"):
+            _at_least(getattr(self, name), 1, f"{prefix}.{name}")
+        if self.num_workers is not None:
+            _at_least(self.num_workers, 0, f"{prefix}.num_workers")
 
     def loader_workers(self) -> int:
         """Loader processes: the configured count capped at the machine's cores, or auto_workers() for None."""
@@ -156,14 +164,8 @@ class DataConfig(LoaderSettings):
     decode: str = "cpu"  # JPEG decode: cpu (loader workers) | gpu (nvJPEG via torchvision, device pipeline)
 
     def check(self, prefix: str) -> DataConfig:
-        try:
-            InputSize.parse(self.input_size, f"{prefix}.input_size")
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        for name in ("batch_size", "val_batch_size"):
-            _at_least(getattr(self, name), 1, f"{prefix}.{name}")
-        if self.num_workers is not None:
-            _at_least(self.num_workers, 0, f"{prefix}.num_workers")
+        _size(self.input_size, f"{prefix}.input_size")
+        self.check_loaders(prefix)
         crop_augmentations = [name for name in CROP_AUGMENTATIONS if self.augment.get(name)]
         try:
             check_pipeline(self.pipeline, self.decode, crop_augmentations)
@@ -453,14 +455,8 @@ class SegDataConfig(LoaderSettings):
 
     def check(self, prefix: str) -> SegDataConfig:
         _one_of(self.dataset, SEG_DATASETS, f"{prefix}.dataset")
-        try:
-            InputSize.parse(self.crop_size, f"{prefix}.crop_size")
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        for name in ("batch_size", "val_batch_size"):
-            _at_least(getattr(self, name), 1, f"{prefix}.{name}")
-        if self.num_workers is not None:
-            _at_least(self.num_workers, 0, f"{prefix}.num_workers")
+        _size(self.crop_size, f"{prefix}.crop_size")
+        self.check_loaders(prefix)
         defaults = SegDataConfig(name="", dataset="", root="", crop_size="")
         for dataset, names in SEG_DATASET_FIELDS.items():
             for name in names:
@@ -517,10 +513,7 @@ class SegEvalConfig:
         if self.base_size is not None:
             _at_least(self.base_size, 1, f"{where}base_size")
         if self.window is not None:
-            try:
-                InputSize.parse(self.window, f"{where}window")
-            except ValueError as error:
-                raise ConfigError(str(error)) from None
+            _size(self.window, f"{where}window")
         _at_least(self.num_vis_images, 0, f"{where}num_vis_images")
         return self
 
@@ -734,6 +727,14 @@ def _describe(hint: Any) -> str:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}{name}" if prefix.endswith(".") or not prefix else f"{prefix}.{name}"
+
+
+def _size(value: str, key: str) -> InputSize:
+    """``value`` parsed as HxW; ConfigError naming ``key`` otherwise."""
+    try:
+        return InputSize.parse(value, key)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _at_least(value: float, minimum: float, key: str) -> None:
