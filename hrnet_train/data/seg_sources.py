@@ -49,8 +49,8 @@ def seg_augment_config(data: SegDataConfig) -> SegAugmentConfig:
 
 
 def build_seg_dataset(data: SegDataConfig, split: str, train: bool, seed: int | None = None) -> SegmentationDataset:
-    """The samples of ``split`` (augmented when ``train``). ``split`` is ``data.train_split`` or
-    ``data.val_split`` for the list-file and COCO overrides of those splits; any other split name uses the layout."""
+    """The samples of ``split`` (augmented when ``train``). The list files and COCO file overrides of
+    ``data.train_split`` / ``data.val_split`` apply to those splits; any other split uses the reader's layout."""
     augment = seg_augment_config(data) if train else None
     root = Path(data.root).expanduser()
     if data.dataset == "synthetic":
