@@ -22,7 +22,7 @@ from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.evaluation.runner import run_from_config
 from hrnet_train.evaluation.seg_runner import OVERLAYS_FILE, PREDICTIONS_DIR, TABLE_FILE
 from hrnet_train.paths import config_dir
-from hrnet_train.trained_model import load_trained_model, read_checkpoint
+from hrnet_train.trained_model import load_trained_model, read_checkpoint, resume_mismatches
 from hrnet_train.training.runner import run_training
 from hrnet_train.training.tasks import build_task
 
@@ -130,3 +130,13 @@ def test_ohem_and_fine_tuning_come_from_the_config(seg_root: Path, quick_run: di
     started = task.module.model.state_dict()
     trained = load_trained_model(quick_run["best_checkpoint"]).network.state_dict()
     assert all(torch.equal(started[k], trained[k]) for k in trained)
+
+
+def test_resume_checks_compare_task_classes_and_crop(quick_run: dict, seg_root: Path, tmp_path: Path) -> None:
+    _, same = _config(seg_root, tmp_path)
+    assert resume_mismatches(quick_run["best_checkpoint"], same) == []
+    _, other = _config(seg_root, tmp_path, "data.crop_size=32x32", "data.parts=true")
+    assert resume_mismatches(quick_run["best_checkpoint"], other) == [
+        "classes synthetic_person (2) vs synthetic_parts (18)", f"data.crop_size {SIZE}x{SIZE} vs 32x32"]
+    pose = {**same, "task": "pose"}
+    assert resume_mismatches(quick_run["best_checkpoint"], pose) == ["task segmentation (checkpoint) vs pose (this run)"]
