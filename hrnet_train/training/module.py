@@ -19,8 +19,8 @@ from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.config_schema import TrainConfig
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.evaluation.coco_metric import format_stats_table
-from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics
-from hrnet_train.training.losses import JointsMSELoss
+from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics, secondary_stats_line
+from hrnet_train.training.losses import build_loss
 from hrnet_train.training.task_module import TaskLightningModule
 from hrnet_train.training.visualization import prediction_grid
 
@@ -32,8 +32,7 @@ class PoseLightningModule(TaskLightningModule):
         super().__init__(model, config, hparams)
         self.keypoints = keypoints
         self.codec = codec
-        joint_weights = keypoints.joint_weights.tolist() if config.loss.use_joint_weights else None
-        self.loss = JointsMSELoss(config.loss.use_target_weight, joint_weights, config.loss.ohkm_topk)
+        self.loss = build_loss(codec, config.loss, keypoints)
         self.validation = PoseValidation(codec, keypoints, config.eval)
         self._vis_batch: dict[str, np.ndarray] | None = None
 
@@ -77,8 +76,9 @@ class PoseLightningModule(TaskLightningModule):
             gt_box_poses = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
         stats = pose_metrics(dataset.coco, self.validation.results(instances), self.keypoints, gt_box_poses)
         box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
-        self.report_validation(stats, lambda label: format_stats_table({label: stats}, box_source),
-                               counts={"num_instances": float(len(instances))})
+        self.report_validation(stats, lambda label: "\n".join(filter(None, [
+            format_stats_table({label: stats}, box_source), secondary_stats_line(stats)])),
+            counts={"num_instances": float(len(instances))})
 
     def log_pictures(self, experiment: Any) -> None:
         """AP table as text and the prediction grid as an image."""
@@ -86,9 +86,9 @@ class PoseLightningModule(TaskLightningModule):
         if self._vis_batch is None:
             return
         vis = self._vis_batch
-        stride = np.array(self.codec.input_size[::-1], dtype=np.float64) / np.array(self.codec.heatmap_size[::-1])
+        stride = np.array(self.codec.heatmap_to_input())
         pred, _ = self.codec.decode(vis["heatmaps"])
-        gt, _ = self.codec.decode(vis["targets"])
+        gt, _ = self.codec.decode(self.codec.target_as_output(vis["targets"]))
         grid = prediction_grid(
             vis["images"], pred * stride, gt * stride, vis["weights"] > 0, self.keypoints.skeleton, color_rgb=self.config.data.color_rgb
         )

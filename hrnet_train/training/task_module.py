@@ -17,7 +17,7 @@ from torch import nn
 from hrnet_train.config_schema import TrainConfig
 from hrnet_train.plain import to_plain
 from hrnet_train.training.ema import ModelEMA
-from hrnet_train.training.schedules import StepwiseLR, build_optimizer, scale_lr
+from hrnet_train.training.schedules import StepwiseLR, build_optimizer, parameter_groups, scale_lr
 from hrnet_train.training.step_logging import host_scalar, is_logging_step
 
 
@@ -83,9 +83,10 @@ class TaskLightningModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.config.optimizer
+        groups = parameter_groups(self.model, opt.weight_decay, opt.no_decay_norm_bias, opt.head_lr_factor)
         optimizer = build_optimizer(
-            opt.name, self.model.parameters(), self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum,
-            opt.betas, fused=self.device.type == "cuda",
+            opt.name, groups, self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum, opt.betas,
+            fused=self.device.type == "cuda",
         )
         max_epochs = self.trainer.max_epochs
         steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max_epochs)

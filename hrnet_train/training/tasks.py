@@ -17,7 +17,6 @@ import pytorch_lightning as pl
 
 import torch
 
-from hrnet_train.codecs import create_codec
 from hrnet_train.config_schema import SEG_METRICS, ConfigError, SegTrainConfig, TrainConfig
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
 from hrnet_train.evaluation.seg_validation import stats_table
@@ -30,7 +29,7 @@ from hrnet_train.training.fine_tune import BackboneFreeze, InitFromError, initia
 from hrnet_train.training.module import PoseLightningModule
 from hrnet_train.training.seg_datamodule import SegDataModule
 from hrnet_train.training.seg_module import SegLightningModule, load_initial_weights, segmentation_hparams
-from hrnet_train.trained_model import CheckpointError
+from hrnet_train.trained_model import CheckpointError, build_codec
 
 
 @dataclass
@@ -59,8 +58,7 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
     """Top-down keypoints on COCO-format data: heatmap codec targets, OKS AP (and PCK) validation."""
     input_size = config.data.input_hw
     keypoints = load_keypoint_set(config.keypoints)
-    codec_options = dict(config.codec)
-    codec = create_codec(codec_options.pop("name"), input_size, **codec_options)
+    codec = build_codec(config.codec, input_size)
     model = create_model(config.model, num_joints=keypoints.num_joints)
     init_summary, callbacks = _initialise(model, config, lambda path: initialize_from(
         model, config.model, keypoints, codec.channels_per_joint, input_size, path, config.init_from_keypoints).summary())
