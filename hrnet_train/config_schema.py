@@ -21,11 +21,12 @@ from typing import Any
 
 from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline, gpu_decode_available
 from hrnet_train.plain import to_plain
+from hrnet_train.seg_classes import seg_classes_from_mapping
 from hrnet_train.sizes import InputSize
 
 PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
-SCHEDULE_NAMES = ("multistep", "cosine", "flat_cosine", "constant")
+SCHEDULE_NAMES = ("multistep", "cosine", "flat_cosine", "constant", "poly")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
 BOX_SOURCES = ("gt", "det")
 NMS_MODES = ("oks", "soft", "none")
@@ -116,8 +117,32 @@ class TrainerConfig:
         return self.enable_progress_bar if self.enable_progress_bar is not None else sys.stderr.isatty()
 
 
+class LoaderSettings:
+    """What the data loaders of a data section read: batch sizes, ``num_workers`` and ``pin_memory`` (None = automatic)."""
+
+    batch_size: int
+    val_batch_size: int
+    num_workers: int | None
+    pin_memory: bool | None
+
+    def check_loaders(self, prefix: str) -> None:
+        for name in ("batch_size", "val_batch_size"):
+            _at_least(getattr(self, name), 1, f"{prefix}.{name}")
+        if self.num_workers is not None:
+            _at_least(self.num_workers, 0, f"{prefix}.num_workers")
+
+    def loader_workers(self) -> int:
+        """Loader processes: the configured count capped at the machine's cores, or auto_workers() for None."""
+        cores = available_cores()
+        return auto_workers(cores) if self.num_workers is None else min(self.num_workers, cores)
+
+    def pin_memory_for(self, uses_gpu: bool) -> bool:
+        """Page-locked batches help only a GPU copy; on a CPU run they only cost memory."""
+        return uses_gpu if self.pin_memory is None else bool(self.pin_memory) and uses_gpu
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(LoaderSettings):
     name: str
     root: str
     input_size: str
@@ -146,14 +171,8 @@ class DataConfig:
 
     def check(self, prefix: str) -> DataConfig:
         _one_of(self.instances, INSTANCE_KINDS, f"{prefix}.instances")
-        try:
-            InputSize.parse(self.input_size, f"{prefix}.input_size")
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        for name in ("batch_size", "val_batch_size"):
-            _at_least(getattr(self, name), 1, f"{prefix}.{name}")
-        if self.num_workers is not None:
-            _at_least(self.num_workers, 0, f"{prefix}.num_workers")
+        _size(self.input_size, f"{prefix}.input_size")
+        self.check_loaders(prefix)
         crop_augmentations = [name for name in CROP_AUGMENTATIONS if self.augment.get(name)]
         try:
             check_pipeline(self.pipeline, self.decode, crop_augmentations)
@@ -168,15 +187,6 @@ class DataConfig:
             if value is not None and not self.generate_synthetic and self.lspet_source is None and not self._resolve(value).is_file():
                 raise ConfigError(f"{prefix}.{name}: annotation file {value!r} does not exist")
         return self
-
-    def loader_workers(self) -> int:
-        """Loader processes: the configured count capped at the machine's cores, or auto_workers() for None."""
-        cores = available_cores()
-        return auto_workers(cores) if self.num_workers is None else min(self.num_workers, cores)
-
-    def pin_memory_for(self, uses_gpu: bool) -> bool:
-        """Page-locked batches help only a GPU copy; on a CPU run they only cost memory."""
-        return uses_gpu if self.pin_memory is None else bool(self.pin_memory) and uses_gpu
 
     @property
     def input_hw(self) -> InputSize:
@@ -226,9 +236,12 @@ class SchedulerConfig:
     warmup_start_factor: float = 0.001
     min_lr_factor: float = 0.0
     flat_fraction: float = 0.5  # flat_cosine: share of the steps at the full LR before the cosine (RTMPose: 210 of 420 epochs)
+    power: float = 0.9  # poly: lr = base * (1 - it / max_it) ** power (official segmentation, spec B.7)
 
     def check(self, prefix: str) -> SchedulerConfig:
         _one_of(self.name, SCHEDULE_NAMES, f"{prefix}.name")
+        if self.power <= 0:
+            raise ConfigError(f"{prefix}.power: expected a positive poly exponent, got {self.power}")
         if list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"{prefix}.milestones: must be increasing, got {list(self.milestones)}")
         _at_least(self.warmup_iters, 0, f"{prefix}.warmup_iters")
@@ -379,6 +392,11 @@ class TrainConfig:
         pretrained = self.model.get("pretrained")
         if pretrained is not None and not Path(str(pretrained)).expanduser().is_file():
             raise ConfigError(f"model.pretrained: ImageNet checkpoint {pretrained!r} does not exist")
+        self.check_task_sections()
+        return self
+
+    def check_task_sections(self) -> None:
+        """What the task's own sections need together (keypoint tasks: a codec, GPU decoding); other tasks override it."""
         if "name" not in self.codec:
             raise ConfigError("codec.name: missing (expected e.g. legacy, dark, udp)")
         if self.data.decode == "gpu":
@@ -386,7 +404,6 @@ class TrainConfig:
                 raise ConfigError(f"data.decode: gpu needs trainer.accelerator=gpu, got {self.trainer.accelerator!r}")
             if not gpu_decode_available():
                 raise ConfigError("data.decode: gpu decodes with torchvision's nvJPEG, and torchvision is not installed")
-        return self
 
     def _check_face(self) -> None:
         """A face run needs face data, a keypoint set scored with NME, GT face boxes and an NME monitor."""
@@ -408,6 +425,161 @@ class TrainConfig:
     def global_batch_size(self) -> int:
         t = self.trainer
         return self.data.batch_size * t.devices * t.num_nodes * t.accumulate_grad_batches
+
+
+# ---------------------------------------------------------------------------------------------------
+# Segmentation (task: segmentation). Its run config is TrainConfig with the data, loss and eval sections
+# replaced by the segmentation ones and without keypoint set or codec; validate_train_config picks the
+# class by the config's ``task`` (TRAIN_CONFIGS), so no pose field is required for segmentation, and no
+# segmentation field exists in a pose config.
+
+SEG_DATASETS = ("synthetic", "cityscapes", "folder", "coco_person")
+SEG_METRICS = ("mIoU", "pixel_acc", "mean_acc")  # logged as val/<name> by segmentation validation
+CITYSCAPES_LABEL_KINDS = ("labelIds", "labelTrainIds")
+# Fields that only one reader uses; the other readers refuse them when they are set.
+SEG_DATASET_FIELDS = {
+    "synthetic": ("generate_synthetic", "synthetic", "parts"),
+    "cityscapes": ("train_list", "val_list", "label_kind"),
+    "folder": ("classes", "image_dir", "label_dir", "label_suffix", "label_values"),
+    "coco_person": ("train_ann_file", "val_ann_file", "train_img_dir", "val_img_dir", "person_images_only"),
+}
+
+
+@dataclass(frozen=True)
+class SegDataConfig(LoaderSettings):
+    """A segmentation data set: the reader (``dataset``), where its splits are, the training crop, the loaders.
+
+    ``augment`` holds :class:`hrnet_train.data.seg_augment.SegAugmentConfig` fields other than the crop
+    (default: the official recipe, spec B.7); its builder validates them. Training crops are
+    ``crop_size``; validation and evaluation run on whole images.
+    """
+
+    name: str
+    dataset: str
+    root: str
+    crop_size: str
+    batch_size: int = 8
+    val_batch_size: int = 1
+    num_workers: int | None = 0
+    pin_memory: bool | None = False
+    persistent_workers: bool = False
+    train_split: str = "train"
+    val_split: str = "val"
+    augment: dict = field(default_factory=dict)
+    # synthetic: the generated people (hrnet_train.data.synthetic), person or body-part masks
+    generate_synthetic: bool = False
+    synthetic: dict = field(default_factory=dict)
+    parts: bool = False
+    # cityscapes: HRNet .lst files (relative to root), or None for the leftImg8bit/gtFine layout
+    train_list: str | None = None
+    val_list: str | None = None
+    label_kind: str = "labelIds"
+    # folder: <root>/<image_dir>/<split>/<stem>.jpg|png + <root>/<label_dir>/<split>/<stem><label_suffix>
+    classes: dict = field(default_factory=dict)  # names (+ name, palette, class_weights, flip_pairs)
+    image_dir: str = "images"
+    label_dir: str = "labels"
+    label_suffix: str = ".png"
+    label_values: dict = field(default_factory=dict)  # stored value -> class id; {} = the ids as stored
+    # coco_person: annotation files / image folders (None: the standard layout under root for the split)
+    train_ann_file: str | None = None
+    val_ann_file: str | None = None
+    train_img_dir: str | None = None
+    val_img_dir: str | None = None
+    person_images_only: bool = False
+
+    def check(self, prefix: str) -> SegDataConfig:
+        _one_of(self.dataset, SEG_DATASETS, f"{prefix}.dataset")
+        _size(self.crop_size, f"{prefix}.crop_size")
+        self.check_loaders(prefix)
+        defaults = SegDataConfig(name="", dataset="", root="", crop_size="")
+        for dataset, names in SEG_DATASET_FIELDS.items():
+            for name in names:
+                if dataset != self.dataset and getattr(self, name) != getattr(defaults, name):
+                    raise ConfigError(f"{prefix}.{name}: read by {prefix}.dataset={dataset} only (this is {self.dataset})")
+        if not self.generate_synthetic and not Path(self.root).expanduser().is_dir():
+            raise ConfigError(f"{prefix}.root: data directory {self.root!r} does not exist")
+        _one_of(self.label_kind, CITYSCAPES_LABEL_KINDS, f"{prefix}.label_kind")
+        if self.dataset == "folder":
+            if not self.classes:
+                raise ConfigError(f"{prefix}.classes: the folder dataset needs its classes, e.g. {prefix}.classes.names=[background,thing]")
+            try:
+                seg_classes_from_mapping(self.classes)
+            except ValueError as error:
+                raise ConfigError(f"{prefix}.classes: {str(error).removeprefix('classes: ')}") from None
+        return self
+
+    @property
+    def input_hw(self) -> InputSize:
+        """The training crop (what the model and the complexity figures of the run see)."""
+        return InputSize.parse(self.crop_size, "data.crop_size")
+
+
+@dataclass(frozen=True)
+class SegLossConfig:
+    """Cross-entropy with ignore 255 and the class set's weights (Cityscapes: always, spec B.6); OHEM optional."""
+
+    ohem: bool = False
+    ohem_thresh: float = 0.9  # official LOSS.OHEMTHRES
+    ohem_min_kept: int = 131072  # official LOSS.OHEMKEEP (a quarter of one 512x1024 crop)
+
+    def check(self, prefix: str) -> SegLossConfig:
+        if not 0.0 <= self.ohem_thresh <= 1.0:
+            raise ConfigError(f"{prefix}.ohem_thresh: expected a probability in [0, 1], got {self.ohem_thresh}")
+        _at_least(self.ohem_min_kept, 1, f"{prefix}.ohem_min_kept")
+        return self
+
+
+@dataclass(frozen=True)
+class SegEvalConfig:
+    """How class maps are predicted: train.py's ``eval`` section of segmentation runs and evaluate.py's
+    ``seg`` section. Defaults: the official single-scale test; multi-scale + flip as options (spec B.8)."""
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    base_size: int | None = None  # long side at scale 1 (official Cityscapes 2048); None = the image's own
+    window: str | None = None  # HxW tiles for scales > 1 (official 1024x2048); None = the whole image
+    num_vis_images: int = 4  # overlay panels: TensorBoard every epoch / evaluate.py's overlays PNG
+
+    def check(self, prefix: str) -> SegEvalConfig:
+        where = f"{prefix}."
+        if not self.scales or min(self.scales) <= 0:
+            raise ConfigError(f"{where}scales: expected positive scale factors, got {list(self.scales)}")
+        if self.base_size is not None:
+            _at_least(self.base_size, 1, f"{where}base_size")
+        if self.window is not None:
+            _size(self.window, f"{where}window")
+        _at_least(self.num_vis_images, 0, f"{where}num_vis_images")
+        return self
+
+    @property
+    def window_hw(self) -> InputSize | None:
+        return None if self.window is None else InputSize.parse(self.window, "window")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegTrainConfig(TrainConfig):
+    """The validated training config of ``task: segmentation`` (the sections not replaced here are TrainConfig's)."""
+
+    data: SegDataConfig
+    loss: SegLossConfig = field(default_factory=SegLossConfig)
+    eval: SegEvalConfig = field(default_factory=SegEvalConfig)
+    keypoints: dict = field(default_factory=dict)  # must stay empty: no keypoint set
+    codec: dict = field(default_factory=dict)  # must stay empty: no heatmap codec
+
+    def check_task_sections(self) -> None:
+        for name, what in (("keypoints", "keypoint set"), ("codec", "heatmap codec")):
+            if getattr(self, name):
+                raise ConfigError(f"{name}: a segmentation run has no {what} (the segmentation experiments drop the "
+                                  f"group: override /{name}: null)")
+        allowed = [f"val/{name}" for name in SEG_METRICS]
+        _one_of(self.callbacks.checkpoint.monitor, allowed, "callbacks.checkpoint.monitor")
+        _one_of(self.optimized_metric, allowed, "optimized_metric")
+        if self.init_from_keypoints is not None:
+            raise ConfigError("init_from_keypoints: a keypoint-model setting; segmentation init_from copies a network "
+                              "with the same class list")
+
+
+TRAIN_CONFIGS: dict[str, type[TrainConfig]] = {"segmentation": SegTrainConfig}  # other tasks: TrainConfig
 
 
 EVAL_PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed"}
@@ -438,6 +610,8 @@ class EvaluateConfig:
     gallery_size: int = 16
     pck: bool | None = None
     pck_alpha: float = 0.2
+    seg: SegEvalConfig = field(default_factory=SegEvalConfig)  # segmentation checkpoints only
+    save_predictions: bool = False  # segmentation: one class-map PNG per image (Cityscapes: labelIds)
 
     def check(self, prefix: str) -> EvaluateConfig:
         if (self.ckpt is None) == (self.results is None):
@@ -475,6 +649,11 @@ def validate_evaluate_config(cfg: Mapping[str, Any]) -> EvaluateConfig:
     return _build(EvaluateConfig, plain, "")
 
 
+def validate_seg_data_config(raw: Mapping[str, Any]) -> SegDataConfig:
+    """A segmentation data section on its own (evaluate.py's ``data``); raises ConfigError naming the field."""
+    return _build(SegDataConfig, dict(raw), "data.")
+
+
 def register_resolvers() -> None:
     """OmegaConf resolvers the config tree uses: ``${hrnet_data_dir:}`` = the checkout's data/ folder,
     ``${hrnet_shared_data_dir:}`` = the shared real data (``../shared/data`` or ``$HRNET_SHARED_DATA``),
@@ -495,7 +674,7 @@ def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collectio
     Raises ConfigError naming the first offending field.
     """
     plain = _to_plain(cfg)
-    config = _build(TrainConfig, plain, "")
+    config = _build(TRAIN_CONFIGS.get(str(plain.get("task")), TrainConfig), plain, "")
     if known_models is not None:
         name = config.model.get("name")
         if name not in known_models:
@@ -584,6 +763,14 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}{name}" if prefix.endswith(".") or not prefix else f"{prefix}.{name}"
 
 
+def _size(value: str, key: str) -> InputSize:
+    """``value`` parsed as HxW; ConfigError naming ``key`` otherwise."""
+    try:
+        return InputSize.parse(value, key)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def _at_least(value: float, minimum: float, key: str) -> None:
     if value < minimum:
         raise ConfigError(f"{key}: expected a value >= {minimum}, got {value}")
@@ -620,7 +807,7 @@ def check_codec_section(config: TrainConfig) -> None:
     from hrnet_train.codecs import CODECS
 
     codec = CODECS.get(config.codec.get("name"))
-    if config.data.pipeline == "device" and codec is not None and not codec.has_torch_encoder():
+    if codec is not None and config.data.pipeline == "device" and not codec.has_torch_encoder():  # no codec: no targets
         with_encoder = sorted(name for name, cls in CODECS.items() if cls.has_torch_encoder())
         raise ConfigError(
             f"data.pipeline: device builds targets with the codec's torch encoder, and codec.name="

@@ -141,3 +141,14 @@ def seg_classes_from_mapping(values: Mapping[str, Any]) -> SegClasses:
         values.get("class_weights"),
         [list(pair) for pair in values.get("flip_pairs") or ()],
     )
+
+
+def seg_classes_to_mapping(classes: SegClasses) -> dict[str, Any]:
+    """The plain form :func:`seg_classes_from_mapping` reads back (what checkpoints store: builtins only)."""
+    return {
+        "name": classes.name,
+        "names": list(classes.names),
+        "palette": classes.palette.tolist(),
+        "class_weights": None if classes.class_weights is None else [float(w) for w in classes.class_weights],
+        "flip_pairs": [list(pair) for pair in classes.flip_pairs],
+    }

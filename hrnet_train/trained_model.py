@@ -13,7 +13,10 @@ and reads the file once. Two kinds of file come in:
   face codec and 256x256 input as defaults (the released ``HR18-*.pth``).
 
 The ``task`` field (``pose`` for checkpoints written before it existed) decides what is rebuilt
-besides the network: keypoint tasks (pose, face) get a keypoint set and a codec. Nothing here imports
+besides the network: keypoint tasks (pose, face) get a keypoint set and a codec, segmentation its
+class set. A bare state dict is a segmentation network when its architecture is one (a variant or
+config with ``num_classes``, e.g. ``hrnet_w48_seg``); its class set is the caller's (default
+Cityscapes, the official checkpoints' labels). Nothing here imports
 Lightning, so inference stays light. Files are read with ``torch.load(weights_only=True)``: no code
 runs from a pickle.
 """
@@ -31,13 +34,20 @@ import torch
 from torch import nn
 
 from hrnet_train.codecs import HeatmapCodec, create_codec
+from hrnet_train.config_schema import validate_seg_data_config
+from hrnet_train.data.seg_cityscapes import CITYSCAPES_CLASSES
+from hrnet_train.data.seg_sources import seg_classes_of
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
-from hrnet_train.models import create_model, load_official_state_dict
+from hrnet_train.models import create_model, get_model_entry, load_official_state_dict
 from hrnet_train.models.loading import pickled_objects_hint
+from hrnet_train.seg_classes import SegClasses, seg_classes_from_mapping
 from hrnet_train.sizes import InputSize
 
 KEYPOINT_TASKS = ("pose", "face")
-TASKS = KEYPOINT_TASKS
+SEGMENTATION_TASK = "segmentation"
+TASKS = (*KEYPOINT_TASKS, SEGMENTATION_TASK)
+DEFAULT_SEG_CLASSES = CITYSCAPES_CLASSES  # the labels of the official segmentation checkpoints (spec B.10)
+DEFAULT_SEG_INPUT_SIZE = "1024x2048"  # the official Cityscapes test size (informational for a bare .pth)
 DEFAULT_TASK = "pose"  # checkpoints written before the task field existed are pose checkpoints
 DEFAULT_KEYPOINTS = "coco17"
 DEFAULT_CODEC = {"name": "legacy", "sigma": 2.0}  # official checkpoints were trained with the reference codec
@@ -63,6 +73,7 @@ class TrainedModel:
     color_rgb: bool
     keypoints: KeypointSet | None = None
     codec: HeatmapCodec | None = None
+    classes: SegClasses | None = None  # segmentation: the label space of the logits' channels
     flip_test: bool = True
     hparams: dict[str, Any] = field(default_factory=dict)  # the checkpoint's hyper_parameters ({} for a .pth)
     source: dict[str, Any] = field(default_factory=dict)  # ckpt path, kind, model name, input size
@@ -127,6 +138,7 @@ def load_trained_model(
     input_size: str | tuple[int, int] | InputSize | None = None,
     color_rgb: bool | None = None,
     prefer_ema: bool = True,
+    classes: SegClasses | None = None,
 ) -> TrainedModel:
     """Rebuild the network stored in ``path`` with an exact key check.
 
@@ -135,7 +147,8 @@ def load_trained_model(
     model), ``codec_overrides`` change single options (``flip_shift``, ``post_process``; None values
     ignored). For a bare state dict ``model`` names the architecture (a registered name or a model
     config mapping) and ``keypoints`` (default coco17), ``codec`` (default legacy), ``input_size``
-    (default 256x192) and ``color_rgb`` (default True) describe it.
+    (default 256x192) and ``color_rgb`` (default True) describe it; a segmentation architecture takes
+    ``classes`` (default Cityscapes) instead of keypoints and codec.
     Raises CheckpointError (a ValueError) naming the file and listing missing / unexpected /
     mis-shaped keys when the weights do not fit.
     """
@@ -147,12 +160,64 @@ def load_trained_model(
                 f"{path} is a train.py checkpoint (it names its own model {content['hyper_parameters'].get('model_name')!r}); "
                 f"drop model=... or use init_from= to start a different architecture from it"
             )
+        if checkpoint_task(content["hyper_parameters"]) == SEGMENTATION_TASK:
+            _refuse_keypoint_options(path, keypoints, codec, codec_overrides)
+            return _segmentation_from_checkpoint(path, content, prefer_ema)
         return _from_training_checkpoint(path, content, keypoints, codec, codec_overrides, prefer_ema)
     if model is None:
         raise CheckpointError(
             f"{path} is a plain state_dict (no hrnet-train hyper_parameters): name its architecture, e.g. model=hrnet_w32"
         )
+    model_config = {"name": model} if isinstance(model, str) else dict(model)
+    if is_segmentation_model(model_config):
+        _refuse_keypoint_options(path, keypoints, codec, codec_overrides)
+        return _segmentation_from_state_dict(path, content, model_config, classes, input_size)
     return _from_state_dict(path, content, model, keypoints, codec, codec_overrides, input_size, color_rgb)
+
+
+def is_segmentation_model(model_config: Mapping[str, Any]) -> bool:
+    """True when the architecture outputs class logits: ``num_classes`` in the config or its variant's defaults."""
+    if model_config.get("num_classes") is not None:
+        return True
+    name = model_config.get("name")
+    return name is not None and get_model_entry(str(name)).defaults.get("num_classes") is not None
+
+
+def _refuse_keypoint_options(path: Path, keypoints: Any, codec: Any, codec_overrides: Mapping[str, Any] | None) -> None:
+    given = [name for name, value in (("keypoints", keypoints), ("codec", codec)) if value is not None]
+    given += [name for name, value in dict(codec_overrides or {}).items() if value is not None]
+    if given:
+        raise CheckpointError(f"{path}: a segmentation network has no keypoint set or codec; drop {', '.join(given)}")
+
+
+def _segmentation_from_checkpoint(path: Path, content: Mapping[str, Any], prefer_ema: bool) -> TrainedModel:
+    hparams = dict(content["hyper_parameters"])
+    classes = seg_classes_from_mapping(hparams["classes"])
+    size = InputSize.parse(hparams["input_size"], f"{path}: hyper_parameters.input_size")
+    network = create_model(hparams["model"], num_classes=classes.num_classes)
+    _load_weights(network, network_state_dict(content, prefer_ema, str(path)), path)
+    model_name = str(hparams.get("model_name", hparams["model"].get("name")))
+    return TrainedModel(
+        network=network.eval(), task=SEGMENTATION_TASK, input_size=size, color_rgb=True, classes=classes,
+        flip_test=bool(dict(hparams.get("eval") or {}).get("flip", False)), hparams=hparams,
+        source={"ckpt": str(path), "kind": "checkpoint", "model": model_name, "input_size": str(size)},
+    )
+
+
+def _segmentation_from_state_dict(
+    path: Path, content: Mapping[str, Any], model_config: Mapping[str, Any], classes: SegClasses | None,
+    input_size: str | tuple[int, int] | InputSize | None,
+) -> TrainedModel:
+    """An official segmentation ``.pth`` (plain, ``module.``- or FullModel ``model.``-prefixed; ``loss.*`` dropped)."""
+    label_space = classes if classes is not None else DEFAULT_SEG_CLASSES
+    network = create_model(model_config, num_classes=label_space.num_classes)
+    size = InputSize.parse(input_size if input_size is not None else DEFAULT_SEG_INPUT_SIZE, "input_size")
+    _load_weights(network, content, path)
+    return TrainedModel(
+        network=network.eval(), task=SEGMENTATION_TASK, input_size=size, color_rgb=True, classes=label_space,
+        flip_test=False,
+        source={"ckpt": str(path), "kind": "state_dict", "model": str(model_config.get("name")), "input_size": str(size)},
+    )
 
 
 def _from_training_checkpoint(
@@ -250,6 +315,11 @@ def resume_mismatches(path: str | os.PathLike, resolved_config: Mapping[str, Any
     if saved_model.get("name") != run_model.get("name") or architecture(saved_model) != architecture(run_model):
         differences.append(f"model {saved_model.get('name')} (checkpoint) vs {run_model.get('name')} (this run)"
                            + (" with a different spec or head" if saved_model.get("name") == run_model.get("name") else ""))
+    saved_task, run_task = checkpoint_task(hparams), str(resolved_config.get("task", DEFAULT_TASK))
+    if saved_task != run_task:
+        return [*differences, f"task {saved_task} (checkpoint) vs {run_task} (this run)"]
+    if run_task == SEGMENTATION_TASK:
+        return [*differences, *_segmentation_resume_mismatches(hparams, resolved_config)]
     saved_names, run_names = list(hparams["keypoints"].get("names", [])), list(resolved_config["keypoints"].get("names", []))
     if saved_names != run_names:
         differences.append(f"keypoints {hparams['keypoints'].get('name')} ({len(saved_names)} joints) vs "
@@ -261,4 +331,16 @@ def resume_mismatches(path: str | os.PathLike, resolved_config: Mapping[str, Any
     run_codec = {k: v for k, v in dict(resolved_config["codec"]).items() if not str(k).startswith("_")}
     if saved_codec != run_codec:
         differences.append(f"codec {saved_codec} vs {run_codec}")
+    return differences
+
+
+def _segmentation_resume_mismatches(hparams: Mapping[str, Any], resolved_config: Mapping[str, Any]) -> list[str]:
+    """Class list and training crop of a segmentation checkpoint vs this run's data section."""
+    data = validate_seg_data_config(resolved_config["data"])
+    saved, run = seg_classes_from_mapping(hparams["classes"]), seg_classes_of(data)
+    differences = []
+    if saved.names != run.names:
+        differences.append(f"classes {saved.name} ({saved.num_classes}) vs {run.name} ({run.num_classes})")
+    if InputSize.parse(hparams["input_size"]) != data.input_hw:
+        differences.append(f"data.crop_size {InputSize.parse(hparams['input_size'])} vs {data.input_hw}")
     return differences

@@ -90,6 +90,29 @@ def test_unknown_optimizer_is_named() -> None:
         build_optimizer("rmsprop", [torch.nn.Parameter(torch.zeros(1))], 1e-3)
 
 
+def test_poly_matches_the_official_loop_that_sets_the_lr_after_each_step() -> None:
+    """Spec B.7: the official trainer runs a step, then sets lr = base * (1 - it / max_it)^0.9 with it = that
+    step's index (``adjust_learning_rate(..., i_iter + cur_iters)``); the LR each step ran with is compared."""
+    base, steps_per_epoch, epochs = 0.01, 7, 3
+    max_it = steps_per_epoch * epochs
+    official, lr = [], base
+    for it in range(max_it):
+        official.append(lr)
+        lr = base * (1 - it / max_it) ** 0.9
+    optimizer = build_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], base, weight_decay=5e-4)
+    scheduler = StepwiseLR(optimizer, SchedulerConfig(name="poly", warmup_iters=0), steps_per_epoch, epochs)
+    ours = []
+    for _ in range(max_it):
+        ours.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert ours == pytest.approx(official, rel=1e-12)
+    assert ours[:2] == [base, base] and ours[-1] == pytest.approx(base * (2 / max_it) ** 0.9)
+    # Past the end (more steps than planned) the factor stays 0 instead of (negative) ** 0.9.
+    assert lr_factor(SchedulerConfig(name="poly"), max_it + 5, steps_per_epoch, epochs) == 0.0
+    assert lr_factor(SchedulerConfig(name="poly", power=1.0), 11, steps_per_epoch, epochs) == pytest.approx(1 - 10 / max_it)
+
+
 def test_flat_cosine_hand_computed_with_warmup() -> None:
     """40 steps, flat for half, cosine to 0.05: 1 up to step 20; step 25 = 0.05 + 0.95 (1 + cos(pi/4)) / 2
     = 0.86088; step 30 = 0.525; step 40 = 0.05; warm-up multiplies in (step 5 of 10 from 0: x 0.5)."""

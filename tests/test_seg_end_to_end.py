@@ -14,7 +14,7 @@ from hrnet_train.data.seg_dataset import pad_collate
 from hrnet_train.data.seg_synthetic import synthetic_seg_dataset
 from hrnet_train.data.synthetic import SyntheticConfig, generate_dataset
 from hrnet_train.evaluation.miou import ConfusionAccumulator, SegScores
-from hrnet_train.inference.seg_predict import multi_scale_scores
+from hrnet_train.decoding.seg_predict import multi_scale_scores
 from hrnet_train.training.seg_losses import SegCrossEntropyLoss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

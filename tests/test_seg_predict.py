@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrnet_train.inference.seg_predict import multi_scale_scores, sliding_window_scores, window_scores
+from hrnet_train.decoding.seg_predict import multi_scale_scores, sliding_window_scores, window_scores
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

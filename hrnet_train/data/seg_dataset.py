@@ -66,8 +66,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.seed = int(torch.initial_seed() % 2**63) if seed is None else int(seed)
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the random stream of ``epoch`` (call before each epoch's DataLoader iteration)."""
+    def set_epoch(self, epoch: int, max_epochs: int | None = None) -> None:
+        """Select the random stream of ``epoch`` (call before each epoch's DataLoader iteration).
+
+        ``max_epochs`` is the epoch seeder's protocol (pose datasets switch augmentation stages with it);
+        segmentation augmentation has one stage, so it does not change anything here."""
         self.epoch = int(epoch)
 
     def sample_rng(self, index: int) -> np.random.Generator:

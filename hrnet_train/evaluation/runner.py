@@ -1,5 +1,8 @@
 """The evaluation run behind ``evaluate.py``: validated settings -> network -> poses of every box -> report.
 
+The checkpoint's task decides the path: segmentation networks go to
+:func:`hrnet_train.evaluation.seg_runner.evaluate_segmentation` (mIoU), keypoint networks stay here.
+
 One path serves every source of poses so their numbers are comparable: a checkpoint of ours or an
 official-format ``.pth`` (both through :func:`hrnet_train.trained_model.load_trained_model`), or an
 existing COCO results file. All of them end in :func:`hrnet_train.evaluation.report_writer.write_report`;
@@ -25,13 +28,16 @@ import torch
 
 from hrnet_train.config_schema import ConfigError, EvalConfig, EvaluateConfig, validate_evaluate_config
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths
+from hrnet_train.data.seg_sources import seg_classes_of
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.evaluation.coco_metric import load_coco, load_results
 from hrnet_train.evaluation.face_report import write_face_report
+from hrnet_train.evaluation.eval_trainer import evaluation_trainer
 from hrnet_train.evaluation.report_writer import ReportSettings, write_report
+from hrnet_train.evaluation.seg_runner import evaluate_segmentation, refuse_other_task_settings, segmentation_data
 from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions
 from hrnet_train.keypoints import load_keypoint_set
-from hrnet_train.trained_model import DEFAULT_KEYPOINTS, TrainedModel, load_trained_model
+from hrnet_train.trained_model import DEFAULT_KEYPOINTS, SEGMENTATION_TASK, TrainedModel, load_trained_model
 
 
 class PoseEvaluator(pl.LightningModule):
@@ -65,16 +71,7 @@ def predict_instances(
         pin_memory=torch.cuda.is_available(),
     )
     module = PoseEvaluator(trained, PoseValidation(trained.codec, trained.keypoints, config.eval))
-    trainer = pl.Trainer(
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy="ddp" if config.devices > 1 else "auto",
-        precision=config.lightning_precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=True,
-    )
+    trainer = evaluation_trainer(config)
     start = time.perf_counter()
     trainer.validate(module, dataloaders=loader, verbose=False)
     seconds = time.perf_counter() - start
@@ -132,6 +129,7 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
         return _score_results_file(config, out_dir, report)
 
     data = config.data
+    seg_data = segmentation_data(data)  # None for keypoint data
     try:  # everything that can be wrong with the input shows here, before any inference: exit code 2
         trained = load_trained_model(
             config.ckpt,
@@ -139,11 +137,20 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
             keypoints=config.keypoints,
             codec=config.codec,
             codec_overrides={"flip_shift": config.flip_shift, "post_process": config.post_process},
-            input_size=str(data.get("input_size", "256x192")),
+            input_size=data.get("input_size"),
             color_rgb=data.get("color_rgb"),
+            classes=None if seg_data is None else seg_classes_of(seg_data),
         )
-        settings = model_settings(settings, trained)
-        config = replace(config, eval=settings)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+    if trained.task == SEGMENTATION_TASK:
+        return evaluate_segmentation(config, trained, seg_data)
+    refuse_other_task_settings(config, segmentation=False)
+    if seg_data is not None:
+        raise ConfigError(f"data: {data.get('name')} is segmentation data, and {config.ckpt} is a {trained.task} network")
+    settings = model_settings(settings, trained)
+    config = replace(config, eval=settings)
+    try:
         ann_file, img_dir = evaluation_paths(data, need_images=True)
         dataset = TopDownCocoDataset(
             ann_file, img_dir, trained.keypoints, trained.codec, train=False, boxes=settings.boxes,

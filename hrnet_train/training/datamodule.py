@@ -24,10 +24,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hrnet_train.codecs.base import HeatmapCodec
-from hrnet_train.config_schema import DataConfig, EvalConfig
+from hrnet_train.config_schema import DataConfig, EvalConfig, SegDataConfig
 from hrnet_train.data.augment import AugmentConfig
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths, seed_worker
 from hrnet_train.data.device_pipeline import (
@@ -38,6 +38,8 @@ from hrnet_train.data.device_pipeline import (
     is_geometry_batch,
 )
 from hrnet_train.keypoints import KeypointSet
+
+DataSection = DataConfig | SegDataConfig  # what the loaders read: batch size, workers, pin memory
 
 
 class EpochSeededRandomSampler(Sampler[int]):
@@ -143,45 +145,14 @@ class PoseDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.train_dataset is not None, "setup('fit') must run first"
         world_size = self.trainer.world_size if self.trainer is not None else 1
-        per_rank = -(-len(self.train_dataset) // world_size)  # DistributedSampler pads up to the ceiling
-        if per_rank < self.data.batch_size:
-            raise ValueError(
-                f"data.batch_size: {self.data.batch_size} is larger than the {per_rank} training instances per "
-                f"process ({len(self.train_dataset)} in {self.train_ann}, {world_size} process(es)); the partial "
-                f"last batch is dropped, so no batch would be left"
-            )
-        return self._loader(
-            self.train_dataset,
-            self.data.batch_size,
-            sampler=EpochSeededRandomSampler(len(self.train_dataset), self.seed),
-            drop_last=True,
-            persistent=False,
-            collate_fn=collate_geometry if self.data.pipeline == "device" else None,
-        )
+        return training_loader(self.train_dataset, self.data, self.seed, world_size, self.uses_gpu,
+                               what="training instances", source=str(self.train_ann),
+                               collate_fn=collate_geometry if self.data.pipeline == "device" else None)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_dataset is not None, "setup() must run first"
-        return self._loader(
-            self.val_dataset, self.data.val_batch_size, sampler=None, drop_last=False, persistent=self.data.persistent_workers
-        )
-
-    def _loader(
-        self, dataset: TopDownCocoDataset, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool,
-        collate_fn: Callable[[list[Any]], Any] | None = None,
-    ) -> DataLoader:
-        workers = self.data.loader_workers()
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=workers,
-            pin_memory=self.data.pin_memory_for(self.uses_gpu),
-            drop_last=drop_last,
-            worker_init_fn=seed_worker if workers > 0 else None,
-            persistent_workers=persistent and workers > 0,
-            collate_fn=collate_fn,
-        )
+        return make_loader(self.val_dataset, self.data, self.data.val_batch_size, None, drop_last=False,
+                           persistent=self.data.persistent_workers, uses_gpu=self.uses_gpu)
 
     # ------------------------------------------------------------------ device pipeline (data.pipeline=device)
 
@@ -204,3 +175,43 @@ class PoseDataModule(pl.LightningDataModule):
         if self._device_transform is None:
             self._device_transform = DeviceBatchTransform(self.codec)
         return self._device_transform.to(batch["pixels"].device)(batch)
+
+
+def training_loader(
+    dataset: Dataset, data: DataSection, seed: int, world_size: int, uses_gpu: bool, what: str, source: str,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader:
+    """The epoch-shuffled, last-batch-dropping training loader of every task (see the module docstring).
+
+    ``what`` and ``source`` name the samples and where they come from in the error for a batch larger
+    than one process's share (e.g. "training instances", the annotation file).
+    """
+    per_rank = -(-len(dataset) // world_size)  # DistributedSampler pads up to the ceiling
+    if per_rank < data.batch_size:
+        raise ValueError(
+            f"data.batch_size: {data.batch_size} is larger than the {per_rank} {what} per process ({len(dataset)} in "
+            f"{source}, {world_size} process(es)); the partial last batch is dropped, so no batch would be left"
+        )
+    sampler = EpochSeededRandomSampler(len(dataset), seed)
+    return make_loader(dataset, data, data.batch_size, sampler, drop_last=True, persistent=False, uses_gpu=uses_gpu,
+                       collate_fn=collate_fn)
+
+
+def make_loader(
+    dataset: Dataset, data: DataSection, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool,
+    uses_gpu: bool, collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader:
+    """A DataLoader in dataset order (or ``sampler``'s) with the data section's workers and pinning."""
+    workers = data.loader_workers()
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=data.pin_memory_for(uses_gpu),
+        drop_last=drop_last,
+        worker_init_fn=seed_worker if workers > 0 else None,
+        persistent_workers=persistent and workers > 0,
+        collate_fn=collate_fn,
+    )

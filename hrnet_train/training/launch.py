@@ -132,7 +132,8 @@ class RankAudit(pl.Callback):
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.val_indices.extend(int(i) for i in batch["meta"]["index"])
+        indices = batch["meta"]["index"] if "meta" in batch else batch["index"]  # keypoint / segmentation batches
+        self.val_indices.extend(int(i) for i in indices)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         path = self.run_dir / RANKS_SUBDIR / f"rank{trainer.global_rank}.json"

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
@@ -21,17 +20,14 @@ from hrnet_train.config_schema import TrainConfig
 from hrnet_train.data.coco import TopDownCocoDataset
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.keypoints import KeypointSet
-from hrnet_train.plain import to_plain
 from hrnet_train.evaluation.coco_metric import format_stats_table
 from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics, secondary_stats_line
-from hrnet_train.training.step_logging import host_scalar, is_logging_step
-from hrnet_train.training.ema import ModelEMA
 from hrnet_train.training.losses import build_loss
-from hrnet_train.training.schedules import StepwiseLR, build_optimizer, parameter_groups, scale_lr
+from hrnet_train.training.task_module import TaskLightningModule
 from hrnet_train.training.visualization import prediction_grid
 
 
-class PoseLightningModule(pl.LightningModule):
+class PoseLightningModule(TaskLightningModule):
     """Wraps a pose network; ``hparams`` is the plain dict of :func:`checkpointing.checkpoint_hparams`.
 
     Other keypoint tasks subclass it and override :meth:`validation_metrics` and :meth:`metrics_table`.
@@ -40,80 +36,20 @@ class PoseLightningModule(pl.LightningModule):
     TABLE_TAG = "val/AP_table"  # TensorBoard text tag of the metrics table
 
     def __init__(self, model: nn.Module, config: TrainConfig, keypoints: KeypointSet, codec: HeatmapCodec, hparams: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self.config = config
+        super().__init__(model, config, hparams)
         self.keypoints = keypoints
         self.codec = codec
-        self.save_hyperparameters(dict(hparams))
         self.loss = build_loss(codec, config.loss, keypoints)
-        self.channels_last = config.trainer.channels_last
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.ema = ModelEMA(model, config.ema.decay) if config.ema.enabled else None
-        # Only the training forward is compiled: validation (eval mode, other batch sizes, the EMA copy)
-        # stays eager, so the compiled graph sees one static shape (drop_last) and CUDA graphs
-        # (mode reduce-overhead) apply. A compiled bound method is no submodule: checkpoints keep their keys.
-        mode = config.trainer.compile
-        self._compiled_forward = None if mode is None else torch.compile(self.model.forward, mode=mode)
         self.validation = PoseValidation(codec, keypoints, config.eval)
-        self.last_stats: dict[str, float] = {}
-        self.last_table = ""
         self._vis_batch: dict[str, np.ndarray] | None = None
-        self._ema_step = -1
 
     # ------------------------------------------------------------------ training
-
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        # Both ways explicit: device-pipeline batches arrive as channels-last views (a no-op for CPU batches).
-        return images.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        network = self._compiled_forward or self.model
-        return network(self._prepare(images))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         heatmaps = self(batch["image"])
         loss = self.loss(heatmaps, batch["target"], batch["target_weight"])
-        size = len(batch["image"])
-        # No wait for the GPU in the step (step_logging): the loss stays a device tensor off the
-        # progress bar, the LR is a host tensor, and the bar gets a host copy of the loss on logging steps.
-        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
-        self.log("train/lr", host_scalar(self.optimizers().param_groups[0]["lr"]), on_step=True, on_epoch=False, batch_size=size)
-        if is_logging_step(self.trainer.log_every_n_steps, steps_done=self.global_step + 1):
-            self.log("loss", loss.detach().cpu(), on_step=True, on_epoch=False, prog_bar=True, logger=False, batch_size=size)
+        self.log_training_loss(loss, len(batch["image"]))
         return loss
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # One EMA update per optimiser step (several batches per step with gradient accumulation).
-        if self.ema is not None and self.global_step != self._ema_step:
-            self.ema.update(self.model)
-            self._ema_step = self.global_step
-
-    @property
-    def evaluated_model(self) -> nn.Module:
-        """The weights validation and export use: the EMA copy when EMA is on."""
-        return self.ema.model if self.ema is not None else self.model
-
-    def global_batch_size(self) -> int:
-        trainer = self.trainer
-        return self.config.data.batch_size * trainer.world_size * trainer.accumulate_grad_batches
-
-    def scaled_lr(self, global_batch: int) -> float:
-        opt = self.config.optimizer
-        return scale_lr(opt.lr, global_batch, opt.base_batch_size) if opt.scale_lr else opt.lr
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        opt = self.config.optimizer
-        groups = parameter_groups(self.model, opt.weight_decay, opt.no_decay_norm_bias, opt.head_lr_factor)
-        optimizer = build_optimizer(
-            opt.name, groups, self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum, opt.betas,
-            fused=self.device.type == "cuda",
-        )
-        max_epochs = self.trainer.max_epochs
-        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max_epochs)
-        scheduler = StepwiseLR(optimizer, self.config.scheduler, steps_per_epoch, max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
     # ------------------------------------------------------------------ validation
 
@@ -142,17 +78,8 @@ class PoseLightningModule(pl.LightningModule):
         # the count is logged so a run shows every instance was evaluated exactly once.
         instances = self.validation.gather(self.trainer.world_size)
         stats = self.validation_metrics(instances, self.trainer.datamodule.val_dataset)
-        self.last_stats = stats
-        # The re-evaluation of the best checkpoint after fit (trainer.validate) is not an epoch: its numbers
-        # reach callback_metrics (the runner's report) but not the logger's curves, and its table says so.
-        final = self.trainer.state.fn == "validate"
-        self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True, logger=not final)
-        self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True, logger=not final)
-        label = "best checkpoint" if final else f"epoch {self.current_epoch}"
-        self.last_table = self.metrics_table(stats, label)
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking and not final:
-            self.print(self.last_table)
-            self._log_to_tensorboard()
+        self.report_validation(stats, lambda label: self.metrics_table(stats, label),
+                               counts={"num_instances": float(len(instances))})
 
     def validation_metrics(self, instances: DecodedInstances, dataset: TopDownCocoDataset) -> dict[str, float]:
         """The task's scores of one validation pass (pose: COCO OKS AP, plus PCK for LSPET-style sets)."""
@@ -166,11 +93,8 @@ class PoseLightningModule(pl.LightningModule):
         table = format_stats_table({label: stats}, "gt" if self.config.eval.boxes == "gt" else "detector")
         return "\n".join(filter(None, [table, secondary_stats_line(stats)]))
 
-    def _log_to_tensorboard(self) -> None:
-        """AP table as text and the prediction grid as an image (TensorBoard only; CSV has no such types)."""
-        experiment = getattr(self.logger, "experiment", None)
-        if not hasattr(experiment, "add_image"):
-            return
+    def log_pictures(self, experiment: Any) -> None:
+        """The metrics table as text and the prediction grid as an image."""
         experiment.add_text(self.TABLE_TAG, self.last_table, self.global_step)
         if self._vis_batch is None:
             return
@@ -182,9 +106,3 @@ class PoseLightningModule(pl.LightningModule):
             vis["images"], pred * stride, gt * stride, vis["weights"] > 0, self.keypoints.skeleton, color_rgb=self.config.data.color_rgb
         )
         experiment.add_image("val/predictions_vs_gt", grid, self.global_step, dataformats="HWC")
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lightning stores an AttributeDict; a plain dict keeps the file loadable with weights_only=True.
-        checkpoint["hyper_parameters"] = to_plain(dict(self.hparams))

@@ -6,22 +6,29 @@ loss option the codec's loss does not have, or a head whose output is not what t
 (``codec=simcc`` with the heatmap head, or a SimCC head built for another input size). Building the
 codec and the network on the ``meta`` device (shapes only, no memory, no arithmetic) finds them in a
 second; each raises :class:`ConfigError` naming the field, which ``train.py`` turns into exit code 2.
+Segmentation runs get the same for their parts: augmentation, loss, and class logits from the network.
 """
 
 from __future__ import annotations
 
 import torch
 
-from hrnet_train.config_schema import ConfigError, TrainConfig
+from hrnet_train.config_schema import ConfigError, SegTrainConfig, TrainConfig
 from hrnet_train.data.augment import AugmentConfig
+from hrnet_train.data.seg_augment import SegAugmentConfig
+from hrnet_train.data.seg_sources import seg_classes_of
 from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.models import create_model
 from hrnet_train.trained_model import build_codec
 from hrnet_train.training.losses import build_loss
+from hrnet_train.training.seg_losses import SegCrossEntropyLoss
 
 
 def check_components(config: TrainConfig) -> None:
     """Build augmentation, codec, loss and a shapes-only network; raise ConfigError naming what does not fit."""
+    if isinstance(config, SegTrainConfig):
+        check_segmentation_components(config)
+        return
     try:
         AugmentConfig.from_mapping(config.data.augment)
     except ValueError as error:
@@ -48,4 +55,28 @@ def check_components(config: TrainConfig) -> None:
             f"model.head: head {config.model.get('head', 'v1')!r} outputs {shape} per crop, codec "
             f"{codec.name!r} decodes {expected}; pick a matching pair (codec=simcc needs model.head=simcc "
             f"with head_options input_size and split_ratio: +recipe=simcc sets all three)"
+        )
+
+
+def check_segmentation_components(config: SegTrainConfig) -> None:
+    """Segmentation: the augmentation, the loss and a shapes-only network with the class set's logits."""
+    try:
+        SegAugmentConfig.from_mapping({**config.data.augment, "crop_size": config.data.crop_size})
+    except ValueError as error:
+        raise ConfigError(f"data.augment: {error}") from None
+    classes = seg_classes_of(config.data)
+    loss = config.loss
+    SegCrossEntropyLoss(classes.class_weights, ohem=loss.ohem, ohem_thresh=loss.ohem_thresh, ohem_min_kept=loss.ohem_min_kept)
+    height, width = config.data.input_hw
+    try:
+        with torch.device("meta"):
+            network = create_model(config.model, num_classes=classes.num_classes).eval()
+            output = network(torch.zeros(1, 3, height, width))
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+    expected = (classes.num_classes, -(-height // 4), -(-width // 4))
+    if not isinstance(output, torch.Tensor) or tuple(output.shape[1:]) != expected:
+        raise ConfigError(
+            f"model.head: {config.model.get('name')} with head {config.model.get('head')!r} does not output class "
+            f"logits {expected} for a {height}x{width} crop; use a segmentation model (model=hrnet_*_seg)"
         )

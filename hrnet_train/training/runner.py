@@ -64,8 +64,8 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     ckpt_path = resolve_resume(config, resolved, run_dir)
     data = config.data
     if data.generate_synthetic:
-        SYNTHETIC_GENERATORS[data.instances](data.root, **data.synthetic)
-    if data.lspet_source is not None:
+        SYNTHETIC_GENERATORS[getattr(data, "instances", "person")](data.root, **data.synthetic)  # segmentation: the people
+    if getattr(data, "lspet_source", None) is not None:  # keypoint data only
         ensure_lspet_dataset(data.lspet_source, data.root)
     task = build_task(config, resolved)
     module, datamodule, input_size = task.module, task.datamodule, task.input_size
@@ -263,8 +263,7 @@ def _hparam_summary(config: TrainConfig, input_size: tuple[int, int]) -> dict[st
     return {
         "model": str(config.model.get("name")),
         "input_size": str(input_size),
-        "codec": str(config.codec.get("name")),
-        "sigma": float(config.codec.get("sigma", 0.0)),
+        **({"codec": str(config.codec.get("name")), "sigma": float(config.codec.get("sigma", 0.0))} if config.codec else {}),
         "lr": config.optimizer.lr,
         "base_batch_size": config.optimizer.base_batch_size,
         "batch_size": config.data.batch_size,

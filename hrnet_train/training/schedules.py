@@ -9,6 +9,12 @@ The scheduler is stepped every optimiser step so that linear warm-up can be give
 ``flat_cosine`` is RTMPose's schedule (Jiang et al. 2023: LR flat for the first half, then cosine to a
 floor); its parameter groups (AdamW without decay on norm layers and biases) and a separate LR for
 a fresh head on a pretrained backbone are :func:`parameter_groups`.
+
+``poly`` is the official segmentation schedule (face/seg spec B.7): lr = base * (1 - it / max_it)^0.9,
+set after each optimiser step with it = that step's 0-based index, so steps 0 and 1 both run at the base
+LR and step k >= 1 at it = k - 1. max_it is the run's real step count (loader length x epochs), not
+the official count from the configured GPU number (D.19), and the factor stops at 0 instead of going
+complex past the end.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ def lr_factor(spec: SchedulerConfig, step: int, steps_per_epoch: int, max_epochs
         flat = spec.flat_fraction if spec.name == "flat_cosine" else 0.0
         progress = min(1.0, max(0.0, step / total - flat) / (1.0 - flat))
         factor = spec.min_lr_factor + (1.0 - spec.min_lr_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    elif spec.name == "poly":
+        total = max(1, steps_per_epoch * max_epochs)
+        factor = max(0.0, 1.0 - max(0, step - 1) / total) ** spec.power
     else:
         factor = 1.0
     if step < spec.warmup_iters:
@@ -60,6 +69,7 @@ class StepwiseLR(LRScheduler):
         self.warmup_start_factor = spec.warmup_start_factor
         self.min_lr_factor = spec.min_lr_factor
         self.flat_fraction = spec.flat_fraction
+        self.power = spec.power
         self.steps_per_epoch = steps_per_epoch
         self.max_epochs = max_epochs
         super().__init__(optimizer)
@@ -75,6 +85,7 @@ class StepwiseLR(LRScheduler):
             warmup_start_factor=self.warmup_start_factor,
             min_lr_factor=self.min_lr_factor,
             flat_fraction=self.flat_fraction,
+            power=self.power,
         )
 
     def get_lr(self) -> list[float]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrnet_train.inference.seg_predict import upsample_logits
+from hrnet_train.decoding.seg_predict import upsample_logits
 from hrnet_train.seg_classes import IGNORE_LABEL
 
 # Official yaml values (LOSS.OHEMTHRES, LOSS.OHEMKEEP); 131,072 = a quarter of one 512x1024 crop.

@@ -19,10 +19,11 @@ import torch
 
 from hrnet_train.baselines.mean_shape import mean_shape_nme
 from hrnet_train.codecs import HeatmapCodec
-from hrnet_train.config_schema import ConfigError, TrainConfig
+from hrnet_train.config_schema import SEG_METRICS, ConfigError, SegTrainConfig, TrainConfig
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
 from hrnet_train.evaluation.nme import STAT_NAMES as NME_STAT_NAMES
 from hrnet_train.evaluation.nme import format_nme_table
+from hrnet_train.evaluation.seg_validation import stats_table
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.models import create_model
 from hrnet_train.sizes import InputSize
@@ -31,6 +32,8 @@ from hrnet_train.training.datamodule import PoseDataModule
 from hrnet_train.training.face_module import FaceLightningModule
 from hrnet_train.training.fine_tune import BackboneFreeze, InitFromError, initialize_from
 from hrnet_train.training.module import PoseLightningModule
+from hrnet_train.training.seg_datamodule import SegDataModule
+from hrnet_train.training.seg_module import SegLightningModule, load_initial_weights, segmentation_hparams
 from hrnet_train.trained_model import CheckpointError, build_codec
 
 
@@ -74,7 +77,8 @@ def _keypoint_parts(config: TrainConfig) -> _KeypointParts:
     keypoints = load_keypoint_set(config.keypoints)
     codec = build_codec(config.codec, input_size)
     model = create_model(config.model, num_joints=keypoints.num_joints)
-    init_summary, callbacks = _initialise(model, config, keypoints, codec.channels_per_joint, input_size)
+    init_summary, callbacks = _initialise(model, config, lambda path: initialize_from(
+        model, config.model, keypoints, codec.channels_per_joint, input_size, path, config.init_from_keypoints).summary())
     datamodule = PoseDataModule(config.data, config.eval, keypoints, codec, config.seed, uses_gpu=config.trainer.uses_gpu)
     return _KeypointParts(input_size, keypoints, codec, model, datamodule, init_summary, callbacks)
 
@@ -129,30 +133,54 @@ def build_face_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
     )
 
 
+def build_segmentation_task(config: SegTrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
+    """Semantic segmentation: class logits, cross-entropy (OHEM optional), confusion-matrix mIoU validation."""
+    datamodule = SegDataModule(config.data, config.seed, uses_gpu=config.trainer.uses_gpu)
+    classes = datamodule.classes
+    model = create_model(config.model, num_classes=classes.num_classes)
+    init_summary, callbacks = _initialise(model, config, lambda path: load_initial_weights(model, path, classes))
+    crop = config.data.input_hw
+    hparams = segmentation_hparams(resolved, classes, crop, model.spec.align_corners, config.eval)
+    stat_names = (*SEG_METRICS, *(f"IoU_{name.replace(' ', '_')}" for name in classes.names))
+    loss = f"{'OHEM ' if config.loss.ohem else ''}cross-entropy{' (class weights)' if classes.class_weights is not None else ''}"
+    return TrainingTask(
+        name="segmentation",
+        module=SegLightningModule(model, config, classes, hparams),
+        datamodule=datamodule,
+        input_size=crop,
+        stat_names=stat_names,
+        final_table=lambda stats, label: stats_table(stats, classes, label),
+        describe=f"classes {classes.name} ({classes.num_classes})  loss {loss}",
+        init_summary=init_summary,
+        report_fields={"classes": classes.name, "scales": list(config.eval.scales), "flip": config.eval.flip},
+        callbacks=callbacks,
+    )
+
+
 def _initialise(
-    network: torch.nn.Module, config: TrainConfig, keypoints: KeypointSet, channels_per_joint: int, input_size: InputSize,
+    network: torch.nn.Module, config: TrainConfig, init_from: Callable[[str], str],
 ) -> tuple[str, list[pl.Callback]]:
     """Where the weights start (init_from, an ImageNet backbone, or scratch), said in one line for the
-    banner, and the backbone-freeze callback of a fine-tune."""
+    banner, and the backbone-freeze callback of a fine-tune. ``init_from(path)`` is the task's way to copy a
+    source's weights into ``network``; it returns what it did."""
     callbacks: list[pl.Callback] = []
     if config.freeze_backbone_epochs:
         callbacks.append(BackboneFreeze(config.freeze_backbone_epochs, getattr(network, "head_name", "final_layer")))
     if config.init_from is not None:
         try:
-            report = initialize_from(network, config.model, keypoints, channels_per_joint, input_size,
-                                     config.init_from, config.init_from_keypoints)
+            return init_from(config.init_from), callbacks
         except (InitFromError, CheckpointError, FileNotFoundError) as error:
             raise ConfigError(str(error)) from None
-        return report.summary(), callbacks
     loaded = getattr(network, "pretrained_load", None)
     if loaded is not None:
         return loaded.summary(), callbacks
     return ("from scratch (no model.pretrained: the reference recipe starts from ImageNet weights, "
-            "expect a lower AP on real data)"), callbacks
+            "expect lower scores on real data)"), callbacks
 
 
 TASK_BUILDERS: dict[str, Callable[[TrainConfig, Mapping[str, Any]], TrainingTask]] = {
     "pose": build_pose_task, "face": build_face_task,
+    "segmentation": build_segmentation_task,  # type: ignore[dict-item]  # takes the SegTrainConfig of its task
 }
 
 
