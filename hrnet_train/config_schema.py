@@ -232,10 +232,15 @@ class LossConfig:
     use_target_weight: bool = True
     use_joint_weights: bool = False  # keypoint set's joint_weights (reference USE_DIFFERENT_JOINTS_WEIGHT)
     ohkm_topk: int | None = None
+    # Training stops (TrainingDiverged) when the loss exceeds this many times the run's first loss;
+    # null: only a non-finite loss stops it (hrnet_train/training/divergence.py).
+    divergence_factor: float | None = 1.0e4
 
     def check(self, prefix: str) -> LossConfig:
         if self.ohkm_topk is not None:
             _at_least(self.ohkm_topk, 1, f"{prefix}.ohkm_topk")
+        if self.divergence_factor is not None:
+            _at_least(self.divergence_factor, 1.0, f"{prefix}.divergence_factor")
         return self
 
 

@@ -11,6 +11,7 @@ import torch
 from hrnet_train.training import checkpointing
 from hrnet_train.trained_model import CheckpointError, network_state_dict, read_checkpoint
 from hrnet_train.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from hrnet_train.training.divergence import TrainingDiverged
 
 
 def _checkpoint(value: float) -> dict:
@@ -41,6 +42,17 @@ def test_crash_during_save_keeps_previous_last_checkpoint(tmp_path: Path, monkey
     restored = io.load_checkpoint(path)
     assert torch.equal(restored["state_dict"]["model.w"], torch.full((4,), 1.0))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path: Path) -> None:
+    """The writer's own guard (behind the training's DivergenceGuard): best/last keep their finite content."""
+    path = tmp_path / "best.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(_checkpoint(1.0), path)
+    with pytest.raises(TrainingDiverged, match=r"refusing to write checkpoint .*best.ckpt: non-finite weights in 2 of 2 tensors \(model.w, ema.model.w\)"):
+        io.save_checkpoint(_checkpoint(float("nan")), path)
+    assert torch.equal(io.load_checkpoint(path)["state_dict"]["model.w"], torch.full((4,), 1.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]
 
 
 def test_save_replaces_and_loads_with_weights_only(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 A checkpoint is written to a temporary file in the target directory, flushed to disk (fsync) and
 renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a crash mid-save
-never leaves a truncated ``last.ckpt``. Everything stored is tensors or plain containers, so the
+never leaves a truncated ``last.ckpt``. A state dict holding nan/inf is refused, so no ``best``/``last``
+is ever replaced by diverged weights. Everything stored is tensors or plain containers, so the
 files load with ``torch.load(weights_only=True)``. Reading them back is ``hrnet_train.trained_model``'s job.
 """
 
@@ -16,6 +17,8 @@ from typing import Any
 
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from hrnet_train.training.divergence import TrainingDiverged, describe_tensors, non_finite_tensors
 
 LAST_CHECKPOINT = "last.ckpt"
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -55,6 +58,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
+        state = checkpoint.get("state_dict", {})
+        bad = non_finite_tensors(state)
+        if bad:
+            raise TrainingDiverged(f"refusing to write checkpoint {path}: non-finite weights in "
+                                   f"{describe_tensors(bad, len(state))}; the file on disk is kept as it was")
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = True) -> dict[str, Any]:

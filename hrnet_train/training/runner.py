@@ -32,6 +32,7 @@ from hrnet_train.training.callbacks import (
     TrainingClock,
 )
 from hrnet_train.training.checkpointing import CHECKPOINT_SUBDIR, LAST_CHECKPOINT, AtomicCheckpointIO, resolve_ckpt_path
+from hrnet_train.training.divergence import DivergenceGuard
 from hrnet_train.training.tasks import TrainingTask, build_task
 from hrnet_train.trained_model import CheckpointError, read_checkpoint, resume_mismatches
 
@@ -72,6 +73,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     callbacks: list[pl.Callback] = [
         checkpoint,
         *([_last_checkpoint(run_dir)] if config.callbacks.checkpoint.save_last else []),
+        DivergenceGuard(config.loss.divergence_factor),
         ThroughputMonitor(),
         DatasetEpochSeeder(),
         clock,
