@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE
 from hrnet_train.config_schema import (
     ConfigError,
+    check_accelerator,
     check_codec_section,
     check_model_section,
     register_resolvers,
@@ -53,6 +54,7 @@ def _train_app(cfg: DictConfig) -> float:
         config = validate_train_config(cfg)
         check_model_section(config)
         check_codec_section(config)
+        check_accelerator(config.trainer.accelerator, config.trainer.devices)
         # Imported only now (it imports Lightning), so field errors above still fail in about a second.
         from hrnet_train.training.launch import check_launch, hydra_multirun
 

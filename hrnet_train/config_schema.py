@@ -10,6 +10,7 @@ training needs and passed on as plain dicts; their builders validate the rest.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import types
@@ -19,6 +20,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hrnet_train.cli_args import did_you_mean
 from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline, gpu_decode_available
 from hrnet_train.plain import to_plain
 from hrnet_train.sizes import InputSize
@@ -197,8 +199,9 @@ class OptimizerConfig:
             raise ConfigError(f"{prefix}.lr: expected a positive learning rate, got {self.lr}")
         _at_least(self.base_batch_size, 1, f"{prefix}.base_batch_size")
         _at_least(self.weight_decay, 0.0, f"{prefix}.weight_decay")
-        if len(self.betas) != 2:
-            raise ConfigError(f"{prefix}.betas: expected two values, got {list(self.betas)}")
+        _at_least(self.momentum, 0.0, f"{prefix}.momentum")
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ConfigError(f"{prefix}.betas: expected two values in [0, 1), got {list(self.betas)}")
         return self
 
 
@@ -441,6 +444,7 @@ class EvaluateConfig:
 def validate_evaluate_config(cfg: Mapping[str, Any]) -> EvaluateConfig:
     """Check evaluate.py's resolved config; raises ConfigError naming the first offending field."""
     plain = _to_plain(cfg, throw_on_missing=False)  # data.root may stay ??? when data.ann_file names the split
+    check_finite_numbers(plain)
     shared = {f.name for f in fields(EvalConfig)}
     plain["eval"] = _build(EvalConfig, {k: plain.pop(k) for k in list(plain) if k in shared}, "")
     return _build(EvaluateConfig, plain, "")
@@ -466,12 +470,31 @@ def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collectio
     Raises ConfigError naming the first offending field.
     """
     plain = _to_plain(cfg)
+    check_finite_numbers(plain)
     config = _build(TrainConfig, plain, "")
     if known_models is not None:
         name = config.model.get("name")
         if name not in known_models:
             raise ConfigError(f"model.name: unknown model {name!r} (known: {sorted(known_models)})")
     return config
+
+
+def check_finite_numbers(node: Any, key: str = "") -> None:
+    """Raise ConfigError naming the first ``nan``/``inf`` anywhere in the config (typed fields and the
+    plain sections alike: codec sigma, keypoint weights, augmentation factors).
+
+    No setting of this project means "infinite" (a missing limit is ``null``), and a non-finite number
+    otherwise surfaces far from its cause: ``codec.sigma=nan`` as "arange: cannot compute length" while
+    the targets are built, ``optimizer.lr=inf`` as a finished run with NaN weights.
+    """
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key or 'config'}: expected a finite number, got {node}")
+    if isinstance(node, Mapping):
+        for name, value in node.items():
+            check_finite_numbers(value, _join(key, str(name)))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            check_finite_numbers(value, f"{key}[{i}]")
 
 
 def _to_plain(cfg: Any, throw_on_missing: bool = True) -> dict:
@@ -586,14 +609,45 @@ def check_model_section(config: TrainConfig) -> None:
 
 
 def check_codec_section(config: TrainConfig) -> None:
-    """With ``data.pipeline=device`` the codec must have a batched torch encoder (imports torch, not
-    Lightning); an unknown codec name is left to the codec factory's error. Raises ConfigError."""
-    from hrnet_train.codecs import CODECS
+    """Build the codec once from ``codec.*`` and the input size (imports torch, not Lightning), so a
+    mistyped name (``codec.name=darkk``: "did you mean") or a bad option fails before any data is
+    built; with ``data.pipeline=device`` the codec must have a batched torch encoder. Raises ConfigError."""
+    from hrnet_train.codecs import CODECS, create_codec
 
-    codec = CODECS.get(config.codec.get("name"))
-    if config.data.pipeline == "device" and codec is not None and not codec.has_torch_encoder():
+    options = dict(config.codec)
+    name = options.pop("name")
+    codec = CODECS.get(name)
+    if codec is None:
+        raise ConfigError(f"codec.name: unknown codec {name!r}{did_you_mean(str(name), CODECS)}; "
+                          f"known: {', '.join(sorted(CODECS))}")
+    try:
+        create_codec(name, config.data.input_hw, **options)
+    except ValueError as error:
+        raise ConfigError(f"codec: {error}") from None
+    if config.data.pipeline == "device" and not codec.has_torch_encoder():
         with_encoder = sorted(name for name, cls in CODECS.items() if cls.has_torch_encoder())
         raise ConfigError(
             f"data.pipeline: device builds targets with the codec's torch encoder, and codec.name="
             f"{config.codec['name']!r} has none (codecs with one: {with_encoder}); use data.pipeline=cpu"
         )
+
+
+def check_accelerator(accelerator: str, devices: int, prefix: str = "trainer.") -> None:
+    """``accelerator=gpu``/``cuda`` needs that many CUDA GPUs visible to this process (imports torch).
+
+    Checked with the config, so a machine without a GPU (or a CPU-only torch wheel) gets one line
+    before any data is built instead of Lightning's traceback after it. Raises ConfigError.
+    """
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    if torch.version.cuda is None:
+        raise ConfigError(f"{prefix}accelerator={accelerator}: this torch build ({torch.__version__}) has no CUDA "
+                          f"support; train on the CPU (trainer=cpu) or install a CUDA build of torch")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible == 0:
+        raise ConfigError(f"{prefix}accelerator={accelerator}: no CUDA GPU is visible to this process "
+                          f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use trainer=cpu")
+    if devices > visible:
+        raise ConfigError(f"{prefix}devices={devices}: only {visible} CUDA GPU(s) visible to this process")

@@ -21,7 +21,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from hrnet_train.config_schema import ConfigError, EvaluateConfig, validate_evaluate_config
+from hrnet_train.config_schema import ConfigError, EvaluateConfig, check_accelerator, validate_evaluate_config
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.evaluation.coco_metric import load_coco, load_results
@@ -103,7 +103,9 @@ def run_from_config(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
 
     Raises ConfigError (exit code 2 in the CLI) for a bad setting or input found before inference.
     """
-    return run_evaluation(validate_evaluate_config(cfg))
+    config = validate_evaluate_config(cfg)
+    check_accelerator(config.accelerator, config.devices, prefix="")
+    return run_evaluation(config)
 
 
 def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
