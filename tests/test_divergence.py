@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,21 +95,31 @@ def test_lr_inf_past_the_schema_stops_instead_of_writing_nan_weights(tiny_root: 
     _assert_checkpoints_finite(tmp_path / "run")
 
 
+def copy_dataset(source: Path, root: Path, edit: Callable[[str, dict], None]) -> Path:
+    """A copy of a generated dataset's annotation files (images linked) after ``edit(split, coco)``."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").symlink_to(source / "images")
+    for split in ("train", "val"):
+        coco = json.loads((source / "annotations" / f"person_keypoints_{split}.json").read_text())
+        edit(split, coco)
+        # Python's json writes NaN as a bare token, as a careless exporter does.
+        (root / "annotations" / f"person_keypoints_{split}.json").write_text(json.dumps(coco))
+    return root
+
+
 def test_nan_visibility_in_a_coco_file_never_trains(tiny_root: Path, tmp_path: Path) -> None:
     """One annotation whose visibility flag is NaN (a copy of the small COCO file): refused where it is
     read, naming the annotation, or -- without that check -- stopped at the batch holding its image."""
-    root = tmp_path / "data"
-    (root / "annotations").mkdir(parents=True)
-    (root / "images").symlink_to(tiny_root / "images")
-    for split in ("train", "val"):
-        (root / "annotations" / f"person_keypoints_{split}.json").write_text(
-            (tiny_root / "annotations" / f"person_keypoints_{split}.json").read_text())
-    train_file = root / "annotations" / "person_keypoints_train.json"
-    coco = json.loads(train_file.read_text())
-    poisoned = next(a for a in coco["annotations"] if max(a["keypoints"][2::3]) > 0)
-    first_labelled = next(i for i in range(2, len(poisoned["keypoints"]), 3) if poisoned["keypoints"][i] > 0)
-    poisoned["keypoints"][first_labelled] = float("nan")
-    train_file.write_text(json.dumps(coco))  # Python's json writes NaN, as a careless exporter does
+    poisoned: dict = {}
+
+    def poison(split: str, coco: dict) -> None:
+        if split == "train":
+            poisoned.update(next(a for a in coco["annotations"] if max(a["keypoints"][2::3]) > 0))
+            first_labelled = next(i for i in range(2, len(poisoned["keypoints"]), 3) if poisoned["keypoints"][i] > 0)
+            annotation = next(a for a in coco["annotations"] if a["id"] == poisoned["id"])
+            annotation["keypoints"][first_labelled] = float("nan")
+
+    root = copy_dataset(tiny_root, tmp_path / "data", poison)
     config, resolved = _config(root, tmp_path / "run", "trainer.max_epochs=1")
     with pytest.raises((ConfigError, TrainingDiverged)) as raised:
         run_training(config, resolved)

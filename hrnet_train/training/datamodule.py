@@ -3,6 +3,8 @@
 Shuffling uses an epoch-seeded sampler and augmentation an epoch-seeded dataset stream, so a run
 resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen.
 
+A train split in which no instance has a labelled joint is refused (every target weight would be 0).
+
 Training drops the last, partial batch (each epoch a different remainder, as the order is reshuffled):
 a one-sample batch makes BatchNorm's batch statistics meaningless, and on GPU every new batch shape
 costs a cuDNN autotune pass. Training workers are never persistent: they must be re-created each
@@ -59,6 +61,17 @@ class EpochSeededRandomSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+def _require_labelled_joints(dataset: TopDownCocoDataset) -> None:
+    """Refuse a train split without a single labelled joint: the loss would be 0 and nothing learned."""
+    labelled = sum(1 for record in dataset.records if (record.joints[:, 2] > 0).any())
+    if labelled == 0:
+        raise ValueError(
+            f"{dataset.ann_file}: no training instance has a labelled joint (0 of {len(dataset.records)} instances "
+            f"with a visibility flag > 0): every target weight would be 0 and nothing would be learned; "
+            f"check the visibility flags of the 'keypoints' lists (0 = unlabelled, 1 or 2 = labelled)"
+        )
 
 
 def file_sha256(path: str | Path, length: int = 12) -> str:
@@ -119,6 +132,7 @@ class PoseDataModule(pl.LightningDataModule):
                 pipeline=self.data.pipeline,
                 decode=self.data.decode,
             )
+            _require_labelled_joints(self.train_dataset)
         if self.val_dataset is None:
             self.val_dataset = self.build_val_dataset()
 

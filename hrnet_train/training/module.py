@@ -8,6 +8,7 @@ plain dicts/strings (the checkpoint loads with ``torch.load(weights_only=True)``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -143,7 +144,9 @@ class PoseLightningModule(pl.LightningModule):
         # The re-evaluation of the best checkpoint after fit (trainer.validate) is not an epoch: its numbers
         # reach callback_metrics (the runner's report) but not the logger's curves, and its table says so.
         final = self.trainer.state.fn == "validate"
-        self.log_dict({f"val/{name}": value for name, value in stats.items()}, on_step=False, on_epoch=True, logger=not final)
+        # An undefined (nan) metric is not logged: no curve point, and "best" is not chosen by it (BestCheckpoint).
+        defined = {f"val/{name}": value for name, value in stats.items() if not math.isnan(value)}
+        self.log_dict(defined, on_step=False, on_epoch=True, logger=not final)
         self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True, logger=not final)
         box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
         label = "best checkpoint" if final else f"epoch {self.current_epoch}"

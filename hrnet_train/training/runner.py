@@ -7,6 +7,7 @@ with a config from :func:`hrnet_train.config_schema.validate_train_config`.
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from hrnet_train.config_schema import ConfigError, TrainConfig
 from hrnet_train.data.lspet import ensure_lspet_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.training.callbacks import (
+    BestCheckpoint,
     DatasetEpochSeeder,
     LoggingCadence,
     StderrProgressBar,
@@ -67,6 +69,10 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         ensure_lspet_dataset(data.lspet_source, data.root)
     task = build_task(config, resolved)
     module, datamodule, input_size = task.module, task.datamodule, task.input_size
+    try:  # the splits are read (and a split that cannot be trained on is refused) before Lightning starts
+        datamodule.setup("fit")
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error)) from None
 
     checkpoint = _best_checkpoint(config, run_dir)
     clock = TrainingClock()
@@ -96,7 +102,9 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     # ddp_spawn validates in child processes: module attributes set there do not come back to this
     # process, only trainer.callback_metrics (float32) do.
-    stats = dict(module.last_stats) or {name: float(trainer.callback_metrics[f"val/{name}"]) for name in task.stat_names}
+    stats = dict(module.last_stats) or {
+        name: float(trainer.callback_metrics.get(f"val/{name}", math.nan)) for name in task.stat_names  # nan: undefined
+    }
     complexity = complexity_report(module.evaluated_model, input_size)
     report = {
         "task": task.name,
@@ -160,7 +168,7 @@ def _epochs_trained(trainer: pl.Trainer, run_dir: Path) -> int:
 def _best_checkpoint(config: TrainConfig, run_dir: Path) -> ModelCheckpoint:
     """Top-k checkpoints by the monitored metric (val/AP, max): ``best-epochNNN.ckpt``."""
     options = config.callbacks.checkpoint
-    return ModelCheckpoint(
+    return BestCheckpoint(
         dirpath=run_dir / CHECKPOINT_SUBDIR,
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
@@ -280,7 +288,8 @@ def _write_report(report: dict[str, Any], run_dir: Path, task: TrainingTask) -> 
     print(
         "\n=== final report ===\n"
         + task.final_table(report["stats"], f"{report['model']} {report['input_size']} (best ckpt)")
-        + f"\n{settings + ', ' if settings else ''}{report['epochs']} epochs, best checkpoint {report['best_checkpoint']}"
+        + f"\n{settings + ', ' if settings else ''}{report['epochs']} epochs, best checkpoint "
+        + (report["best_checkpoint"] or "none (no validation defined the monitored metric; the last weights were evaluated)")
         + f"\nparams {c['params'] / 1e6:.3f} M, {c['paper_gmacs']:.3f} GMACs (paper convention), "
         f"{c['true_gmacs']:.3f} GMACs (true), {c['gflops']:.3f} GFLOPs at {c['input_size']}"
         + f"\nwall time {report['wall_seconds']:.1f} s (fit {report['fit_seconds']:.1f} s)  -> {run_dir / REPORT_NAME}",
