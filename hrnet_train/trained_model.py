@@ -215,16 +215,19 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else "no details"
 
 
-def resume_mismatches(path: str | os.PathLike, resolved_config: Mapping[str, Any]) -> list[str]:
+def resume_mismatches(
+    path: str | os.PathLike, resolved_config: Mapping[str, Any], content: Mapping[str, Any] | None = None,
+) -> list[str]:
     """The settings in which the training checkpoint ``path`` differs from this run's resolved config:
     model (name and spec), keypoint set, input size, codec. Empty when it can be resumed.
 
     Read before anything heavy is built, so resuming with another run's checkpoint is one message, not
-    pages of Lightning size mismatches. Raises CheckpointError for a file that is not a train.py checkpoint.
+    pages of Lightning size mismatches. ``content``: the file as :func:`read_checkpoint` returned it,
+    when the caller has read it already. Raises CheckpointError for a file that is not a train.py checkpoint.
     """
     from hrnet_train.models import resolve_spec
 
-    content = read_checkpoint(path)
+    content = read_checkpoint(path) if content is None else content
     if not is_training_checkpoint(content):
         raise CheckpointError(f"{path}: not a train.py checkpoint (no hyper_parameters); to start from its weights use init_from=")
     hparams = content["hyper_parameters"]

@@ -1,7 +1,12 @@
 """LightningDataModule: COCO-format train/val splits (real COCO, converted LSPET or synthetic people).
 
 Shuffling uses an epoch-seeded sampler and augmentation an epoch-seeded dataset stream, so a run
-resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen.
+resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen. Lightning
+creates the first training iterator of a fit while it sets up the optimisers, before it restores a
+checkpoint's epoch; with loader workers that iterator has already forked the workers (each with a
+copy of the dataset at epoch 0) and drawn the first indices, so a resumed run replayed epoch 0. The
+training loader (:class:`EpochStartLoader`) therefore starts its iterator at the first batch, with
+sampler and dataset set to the trainer's epoch then (under DDP also the sampler Lightning wraps).
 
 A train split in which no instance has a labelled joint is refused (every target weight would be 0).
 
@@ -44,7 +49,8 @@ from hrnet_train.keypoints import KeypointSet
 class EpochSeededRandomSampler(Sampler[int]):
     """A fresh permutation per epoch drawn from ``seed + epoch`` (not from the global torch RNG).
 
-    Lightning calls ``set_epoch`` before every epoch, so the order depends only on (seed, epoch).
+    Lightning calls ``set_epoch`` before every epoch, and :class:`EpochStartLoader` at the first batch
+    of each, so the order depends only on (seed, epoch).
     """
 
     def __init__(self, num_samples: int, seed: int) -> None:
@@ -61,6 +67,20 @@ class EpochSeededRandomSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class EpochStartLoader(DataLoader):
+    """A DataLoader whose iterator starts at its first batch: ``start_epoch()`` runs first (setting the
+    sampler's and the dataset's epoch), then the workers are forked and the order is drawn."""
+
+    def __init__(self, *args: Any, start_epoch: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start_epoch = start_epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: nothing below runs when Lightning calls iter(), only at the first next().
+        self.start_epoch()
+        yield from super().__iter__()
 
 
 def _require_labelled_joints(dataset: TopDownCocoDataset) -> None:
@@ -107,6 +127,7 @@ class PoseDataModule(pl.LightningDataModule):
         )
         self.train_dataset: TopDownCocoDataset | None = None
         self.val_dataset: TopDownCocoDataset | None = None
+        self._train_sampler: EpochSeededRandomSampler | None = None
         self._device_transform: DeviceBatchTransform | None = None
         self._jpeg_decoder: JpegDecoder | None = None
 
@@ -161,14 +182,23 @@ class PoseDataModule(pl.LightningDataModule):
                 f"process ({len(self.train_dataset)} in {self.train_ann}, {world_size} process(es)); the partial "
                 f"last batch is dropped, so no batch would be left"
             )
+        self._train_sampler = EpochSeededRandomSampler(len(self.train_dataset), self.seed)
         return self._loader(
             self.train_dataset,
             self.data.batch_size,
-            sampler=EpochSeededRandomSampler(len(self.train_dataset), self.seed),
+            sampler=self._train_sampler,
             drop_last=True,
             persistent=False,
             collate_fn=collate_geometry if self.data.pipeline == "device" else None,
+            start_epoch=self._start_train_epoch,
         )
+
+    def _start_train_epoch(self) -> None:
+        """Sampler order and augmentation stream of the epoch the trainer is in (0 outside a Trainer)."""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        assert self.train_dataset is not None and self._train_sampler is not None
+        self._train_sampler.set_epoch(epoch)
+        self.train_dataset.set_epoch(epoch)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_dataset is not None, "setup() must run first"
@@ -178,10 +208,11 @@ class PoseDataModule(pl.LightningDataModule):
 
     def _loader(
         self, dataset: TopDownCocoDataset, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool,
-        collate_fn: Callable[[list[Any]], Any] | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None, start_epoch: Callable[[], None] | None = None,
     ) -> DataLoader:
         workers = self.data.loader_workers()
-        return DataLoader(
+        loader_class, extra = (DataLoader, {}) if start_epoch is None else (EpochStartLoader, {"start_epoch": start_epoch})
+        return loader_class(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -192,6 +223,7 @@ class PoseDataModule(pl.LightningDataModule):
             worker_init_fn=seed_worker if workers > 0 else None,
             persistent_workers=persistent and workers > 0,
             collate_fn=collate_fn,
+            **extra,
         )
 
     # ------------------------------------------------------------------ device pipeline (data.pipeline=device)

@@ -19,7 +19,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import ConfigError, TrainConfig
@@ -134,7 +134,10 @@ def resolve_resume(config: TrainConfig, resolved: Mapping[str, Any], run_dir: Pa
     is built: a different model, keypoint set, input size or codec is one ConfigError naming them."""
     try:
         ckpt_path = resolve_ckpt_path(config.ckpt_path, run_dir)
-        differences = resume_mismatches(ckpt_path, resolved) if ckpt_path is not None else []
+        if ckpt_path is None:
+            return None
+        content = read_checkpoint(ckpt_path)
+        differences = resume_mismatches(ckpt_path, resolved, content)
     except (FileNotFoundError, CheckpointError) as error:
         raise ConfigError(str(error)) from None
     if differences:
@@ -142,7 +145,23 @@ def resolve_resume(config: TrainConfig, resolved: Mapping[str, Any], run_dir: Pa
             f"ckpt_path={ckpt_path} cannot be resumed by this config: " + "; ".join(differences)
             + ". Resuming continues the same run; to start this config from its weights use init_from=" + ckpt_path
         )
+    _warn_if_horizon_changed(content, ckpt_path, config)
     return ckpt_path
+
+
+def _warn_if_horizon_changed(content: Mapping[str, Any], ckpt_path: str, config: TrainConfig) -> None:
+    """Resuming with another ``trainer.max_epochs``: the LR schedule restored from the checkpoint keeps
+    the horizon it was planned with (a cosine reaches its floor there), which the user should know."""
+    schedulers = content.get("lr_schedulers") or [{}]
+    planned = schedulers[0].get("max_epochs") if isinstance(schedulers[0], Mapping) else None
+    requested = config.trainer.max_epochs
+    if planned is not None and int(planned) != requested:
+        rank_zero_warn(
+            f"ckpt_path={ckpt_path}: the schedule horizon changed: the run was planned for trainer.max_epochs={planned}, "
+            f"this resume asks for {requested}. The LR schedule ({config.scheduler.name}) comes back from the checkpoint "
+            f"with its {planned}-epoch horizon while training runs to epoch {requested}; to plan a new schedule "
+            f"start a new run from its weights (init_from={ckpt_path})"
+        )
 
 
 def _set_tf32(allowed: bool) -> None:
