@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -53,6 +55,28 @@ def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path: Path) -> 
         io.save_checkpoint(_checkpoint(float("nan")), path)
     assert torch.equal(io.load_checkpoint(path)["state_dict"]["model.w"], torch.full((4,), 1.0))
     assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]
+
+
+def test_orphan_temp_files_of_a_killed_save_are_removed(tmp_path: Path) -> None:
+    """A save killed before its rename (kill -9: no cleanup ran) leaves ``.<name>.<random>.tmp``; only those go."""
+    AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), tmp_path / "last.ckpt")
+    orphans = [tmp_path / ".last.ckpt.k3x9_a.tmp", tmp_path / ".best-epoch004.ckpt.0qz1.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a checkpoint")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    assert checkpointing.remove_orphan_temp_files(tmp_path) == sorted(orphans)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "notes.tmp"]
+    assert checkpointing.remove_orphan_temp_files(tmp_path / "absent") == []
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_checkpoints_get_the_users_umask_not_0600(tmp_path: Path, umask: int, mode: int) -> None:
+    previous = os.umask(umask)
+    try:
+        AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), tmp_path / "last.ckpt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "last.ckpt").stat().st_mode) == mode
 
 
 def test_save_replaces_and_loads_with_weights_only(tmp_path: Path) -> None:

@@ -251,6 +251,19 @@ def test_cli_refuses_to_overwrite_its_input(network, tmp_path) -> None:
     assert weights.read_bytes() == before
 
 
+def test_cli_refuses_to_overwrite_its_checkpoint(network, tmp_path) -> None:
+    """export ckpt=x.onnx output_dir=<its folder>: the output would be the checkpoint; refused, file kept."""
+    ckpt = tmp_path / "pose.onnx"
+    config = {"model": model_config("hrnet_tiny"), "keypoints": yaml.safe_load((config_dir() / "keypoints" / "coco17.yaml").read_text()),
+              "codec": {"name": "legacy", "sigma": 2.0}, "data": {"input_size": "128x96"}, "eval": {}}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in network.state_dict().items()},
+                "hyper_parameters": checkpoint_hparams(config, INPUT_SIZE, NUM_JOINTS)}, ckpt)
+    before = ckpt.read_bytes()
+    with pytest.raises(UsageError, match="is the ckpt file itself; choose another output_dir or name"):
+        export_main([f"ckpt={ckpt}", f"output_dir={tmp_path}"])
+    assert ckpt.read_bytes() == before
+
+
 def test_cli_exports_a_state_dict_file(network, images, tmp_path) -> None:
     weights = tmp_path / "pose_hrnet_tiny.pth"
     torch.save(network.state_dict(), weights)

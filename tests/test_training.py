@@ -143,6 +143,16 @@ def test_resume_with_another_max_epochs_warns_that_the_horizon_changed(tiny_root
         assert resolve_resume(same, same_resolved, tmp_path / "run") == str(tmp_path / "run" / "checkpoints" / "last.ckpt")
 
 
+def test_next_start_removes_orphan_temp_files(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    orphan = tmp_path / "run" / "checkpoints" / ".last.ckpt.4f2kq1.tmp"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"the first half of a save killed with -9")
+    config, resolved = _config(tiny_root, tmp_path / "run", "trainer.max_epochs=1")
+    run_training(config, resolved)
+    assert not orphan.exists() and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert f"removed 1 temporary checkpoint file(s) of an interrupted save in {orphan.parent}: {orphan.name}" in capsys.readouterr().out
+
+
 def test_train_loader_drops_the_partial_batch(tiny_root: Path, tmp_path: Path) -> None:
     config, _ = _config(tiny_root, tmp_path / "run", "data.num_workers=1", "data.persistent_workers=true")
     keypoints = load_keypoint_set(config.keypoints)

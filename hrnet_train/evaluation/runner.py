@@ -25,9 +25,10 @@ from hrnet_train.config_schema import ConfigError, EvaluateConfig, check_acceler
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.evaluation.coco_metric import load_coco, load_results
-from hrnet_train.evaluation.report_writer import ReportSettings, write_report
+from hrnet_train.evaluation.report_writer import ReportSettings, output_files, write_report
 from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions
 from hrnet_train.keypoints import load_keypoint_set
+from hrnet_train.output_guard import refuse_overwriting_inputs
 from hrnet_train.trained_model import DEFAULT_KEYPOINTS, TrainedModel, load_trained_model
 
 
@@ -123,6 +124,8 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
 
     data = config.data
     try:  # everything that can be wrong with the input shows here, before any inference: exit code 2
+        ann_file, img_dir = evaluation_paths(data, need_images=True)
+        _check_outputs(config, out_dir, report, ann_file)
         trained = load_trained_model(
             config.ckpt,
             model=config.model,
@@ -132,7 +135,6 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
             input_size=str(data.get("input_size", "256x192")),
             color_rgb=data.get("color_rgb"),
         )
-        ann_file, img_dir = evaluation_paths(data, need_images=True)
         dataset = TopDownCocoDataset(
             ann_file, img_dir, trained.keypoints, trained.codec, train=False, boxes=settings.boxes,
             det_file=settings.det_file, det_score_thr=settings.det_score_thr, color_rgb=trained.color_rgb,
@@ -191,6 +193,7 @@ def _score_results_file(config: EvaluateConfig, out_dir: Path, report: ReportSet
     try:
         keypoints = load_keypoint_set(config.keypoints or DEFAULT_KEYPOINTS)
         ann_file, img_dir = evaluation_paths(config.data, need_images=False)
+        _check_outputs(config, out_dir, report, ann_file)
         coco = load_coco(ann_file)
         results = load_results(Path(config.results).expanduser(), coco, keypoints.sigmas)
     except (FileNotFoundError, ValueError) as error:
@@ -201,3 +204,9 @@ def _score_results_file(config: EvaluateConfig, out_dir: Path, report: ReportSet
         out_dir, coco, results, keypoints, settings,
         ReportSettings(**{**asdict(report), "box_source": "results", "run_label": label}), img_dir,
     )
+
+
+def _check_outputs(config: EvaluateConfig, out_dir: Path, report: ReportSettings, ann_file: Path) -> None:
+    """No output file of the run may be one of its inputs (``results=<out>/keypoint_results.json``...)."""
+    inputs = {"ckpt": config.ckpt, "results": config.results, "annotation": ann_file, "det_file": config.eval.det_file}
+    refuse_overwriting_inputs(output_files(out_dir, report), inputs, "choose another output_dir")

@@ -29,6 +29,7 @@ from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, ru
 from hrnet_train.codecs import create_codec
 from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.export.onnx import DEFAULT_OPSET, OUTPUT_NAMES, export_onnx
+from hrnet_train.output_guard import refuse_overwriting_inputs
 from hrnet_train.sizes import InputSize
 from hrnet_train.trained_model import load_trained_model
 
@@ -133,9 +134,10 @@ def output_path(options: dict[str, Any], codec: HeatmapCodec) -> Path:
     source = options["ckpt"] or options["weights"]
     default = Path(source).stem if source else f"{options['model']}_{InputSize(*codec.input_size)}_{codec.name}"
     path = Path(options["output_dir"]).expanduser() / f"{options['name'] or default}.onnx"
-    for key in ("ckpt", "weights"):
-        if options[key] is not None and Path(options[key]).expanduser().resolve() == path.resolve():
-            raise UsageError(f"output {path} is the {key} file itself; choose another output_dir or name")
+    try:
+        refuse_overwriting_inputs([path], {key: options[key] for key in ("ckpt", "weights")}, "choose another output_dir or name")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return path
 
 

@@ -33,7 +33,13 @@ from hrnet_train.training.callbacks import (
     ThroughputMonitor,
     TrainingClock,
 )
-from hrnet_train.training.checkpointing import CHECKPOINT_SUBDIR, LAST_CHECKPOINT, AtomicCheckpointIO, resolve_ckpt_path
+from hrnet_train.training.checkpointing import (
+    CHECKPOINT_SUBDIR,
+    LAST_CHECKPOINT,
+    AtomicCheckpointIO,
+    remove_orphan_temp_files,
+    resolve_ckpt_path,
+)
 from hrnet_train.training.divergence import DivergenceGuard
 from hrnet_train.training.tasks import TrainingTask, build_task
 from hrnet_train.trained_model import CheckpointError, read_checkpoint, resume_mismatches
@@ -62,6 +68,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     _save_resolved_config(resolved, run_dir)
 
     ckpt_path = resolve_resume(config, resolved, run_dir)
+    _remove_orphan_temp_files(run_dir / CHECKPOINT_SUBDIR)
     data = config.data
     if data.generate_synthetic:
         ensure_synthetic_dataset(data.root, **data.synthetic)
@@ -182,6 +189,14 @@ def _epochs_trained(trainer: pl.Trainer, run_dir: Path) -> int:
     if trainer.current_epoch > 0 or not last.is_file():
         return trainer.current_epoch
     return int(read_checkpoint(last)["epoch"]) + 1
+
+
+@rank_zero_only
+def _remove_orphan_temp_files(directory: Path) -> None:
+    removed = remove_orphan_temp_files(directory)
+    if removed:
+        print(f"removed {len(removed)} temporary checkpoint file(s) of an interrupted save in {directory}: "
+              + ", ".join(p.name for p in removed), flush=True)
 
 
 def _best_checkpoint(config: TrainConfig, run_dir: Path) -> ModelCheckpoint:
