@@ -19,6 +19,7 @@ runs from a pickle.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,22 +65,53 @@ class TrainedModel:
         return str(self.source.get("model"))
 
 
+# File signatures of what people pass by mistake (a renamed image, a results file), said by name.
+FOREIGN_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+                      (b"{", "a JSON/text file"), (b"[", "a JSON/text file"))
+TORCH_ZIP_SIGNATURE = b"PK\x03\x04"  # torch.save's default format is a zip archive
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The file's content as a mapping (one ``torch.load``, ``weights_only=True``, on the CPU).
 
-    Raises FileNotFoundError for a missing file and CheckpointError naming the file for anything that
-    is not a mapping of tensors/plain values (a results JSON, a pickled module, a truncated file).
+    Raises FileNotFoundError for a missing file and CheckpointError naming the file and what it is not
+    for everything else that cannot be one: an empty file, an image or JSON file renamed ``.ckpt``, a
+    zip archive cut short (a copy or download that stopped), a file torch cannot read (a pickled module,
+    damage), a torch file holding something other than a mapping (a bare tensor) or a mapping without
+    weights (no ``state_dict`` and no tensors).
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    _check_file_kind(path)
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file; all mean the same here
         raise CheckpointError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {_first_line(error)})") from None
     if not isinstance(content, Mapping):
-        raise CheckpointError(f"{path}: expected a checkpoint or state_dict (a mapping), got {type(content).__name__}")
+        raise CheckpointError(f"{path}: not a checkpoint: the torch file holds a {type(content).__name__}, not a mapping "
+                              f"with a 'state_dict' or of weight names to tensors")
+    state = content.get("state_dict", content)
+    if not isinstance(state, Mapping) or not any(isinstance(value, torch.Tensor) for value in state.values()):
+        keys = ", ".join(repr(key) for key in list(content)[:6]) or "none"
+        raise CheckpointError(f"{path}: not a checkpoint: a mapping without weights (keys {keys}; no 'state_dict' "
+                              f"mapping and no tensors)")
     return dict(content)
+
+
+def _check_file_kind(path: Path) -> None:
+    """CheckpointError for files that cannot be torch checkpoints, before torch's own less clear errors."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: not a checkpoint: the file is empty (0 bytes; a save or copy that never ran?)")
+    with path.open("rb") as stream:
+        head = stream.read(8)
+    for signature, kind in FOREIGN_SIGNATURES:
+        if head.lstrip().startswith(signature):
+            raise CheckpointError(f"{path}: not a checkpoint: the file is {kind} ({size} bytes)")
+    if head.startswith(TORCH_ZIP_SIGNATURE) and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: truncated or damaged checkpoint: the torch zip archive ({size} bytes) has no end "
+                              f"record, as when a copy or download stopped early; copy the file again")
 
 
 def is_training_checkpoint(content: Mapping[str, Any]) -> bool:

@@ -31,7 +31,7 @@ from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.export.onnx import DEFAULT_OPSET, OUTPUT_NAMES, export_onnx
 from hrnet_train.output_guard import refuse_overwriting_inputs
 from hrnet_train.sizes import InputSize
-from hrnet_train.trained_model import load_trained_model
+from hrnet_train.trained_model import load_trained_model, read_checkpoint
 
 FORMATS = ("onnx",)
 CHECKPOINT_ONLY = ("ckpt", "ema")
@@ -113,8 +113,8 @@ def source_from_name(
 
     network = create_model(model, num_joints=num_joints, head=head)
     InputSize.parse(input_size).check_multiple(getattr(network, "input_multiple", 1), "input_size")
-    if weights is not None:
-        load_official_state_dict(network, weights)
+    if weights is not None:  # read by the one checkpoint reader, so a bad file gets its named error
+        load_official_state_dict(network, read_checkpoint(weights), label=str(weights))
     codec = create_codec(codec_name, input_size, sigma=sigma)
     metadata = {"source": weights or "random init", "model": model, "color_rgb": "true"}
     return ExportSource(network.eval(), codec, metadata)

@@ -68,6 +68,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     _save_resolved_config(resolved, run_dir)
 
     ckpt_path = resolve_resume(config, resolved, run_dir)
+    _check_init_from(config)
     _remove_orphan_temp_files(run_dir / CHECKPOINT_SUBDIR)
     data = config.data
     if data.generate_synthetic:
@@ -145,8 +146,10 @@ def resolve_resume(config: TrainConfig, resolved: Mapping[str, Any], run_dir: Pa
             return None
         content = read_checkpoint(ckpt_path)
         differences = resume_mismatches(ckpt_path, resolved, content)
-    except (FileNotFoundError, CheckpointError) as error:
+    except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
+    except CheckpointError as error:
+        raise ConfigError(f"ckpt_path: {error}") from None
     if differences:
         raise ConfigError(
             f"ckpt_path={ckpt_path} cannot be resumed by this config: " + "; ".join(differences)
@@ -154,6 +157,17 @@ def resolve_resume(config: TrainConfig, resolved: Mapping[str, Any], run_dir: Pa
         )
     _warn_if_horizon_changed(content, ckpt_path, config)
     return ckpt_path
+
+
+def _check_init_from(config: TrainConfig) -> None:
+    """An ``init_from`` file that is no checkpoint is one ConfigError before any data is generated or built
+    (its weights are read again where they are copied)."""
+    if config.init_from is None:
+        return
+    try:
+        read_checkpoint(config.init_from)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise ConfigError(f"init_from: {error}") from None
 
 
 def _warn_if_horizon_changed(content: Mapping[str, Any], ckpt_path: str, config: TrainConfig) -> None:
