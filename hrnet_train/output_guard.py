@@ -1,9 +1,10 @@
-"""An output never replaces an input: every writer compares its output paths with its input files first.
+"""Where a tool writes, checked before any work: an output never replaces an input, and its folder can be written.
 
 ``python -m hrnet_train.export`` once wrote its ONNX file over the checkpoint it was reading when the
 two had the same name; evaluate.py writes its results and metrics files, and the report tool its
 table and plot, into folders that may hold their inputs. Each checks before any work and refuses
-with the output, the input it would destroy and what to change.
+with the output, the input it would destroy and what to change. An output folder that is a file, lies
+below a file or is not writable is refused by name too, instead of an OSError after the work.
 """
 
 from __future__ import annotations
@@ -33,3 +34,16 @@ def refuse_overwriting_inputs(
         for name, path in given.items():
             if _same_file(target, path):
                 raise ValueError(f"output {target} is the {name} file itself; {change}")
+
+
+def check_output_dir(folder: str | os.PathLike, key: str = "output_dir") -> None:
+    """Raise ValueError unless ``folder`` is, or can be created as, a writable directory."""
+    target = Path(folder).expanduser()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == target else f"lies below {existing}, which is a file"
+        raise ValueError(f"{key}: {target} {where}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{key}: {target} cannot be written ({existing} is not writable for this user)")

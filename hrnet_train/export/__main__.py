@@ -28,8 +28,8 @@ from torch import nn
 from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, run_tool
 from hrnet_train.codecs import create_codec
 from hrnet_train.codecs.base import HeatmapCodec
-from hrnet_train.export.onnx import DEFAULT_OPSET, OUTPUT_NAMES, export_onnx
-from hrnet_train.output_guard import refuse_overwriting_inputs
+from hrnet_train.export.onnx import DEFAULT_OPSET, OUTPUT_NAMES, check_opset, export_onnx
+from hrnet_train.output_guard import check_output_dir, refuse_overwriting_inputs
 from hrnet_train.sizes import InputSize
 from hrnet_train.trained_model import load_trained_model, read_checkpoint
 
@@ -53,7 +53,7 @@ COMMAND_LINE = CommandLine(
         Option("format", "export format", str, "onnx"),
         Option("output_dir", "folder of the exported file", str, "."),
         Option("name", "file name without suffix (default: from the source)"),
-        Option("opset", "ONNX opset (>= 17)", int, str(DEFAULT_OPSET)),
+        Option("opset", "ONNX opset (17 to the newest the installed torch exports)", int, str(DEFAULT_OPSET)),
     ),
     examples=(
         "python -m hrnet_train.export ckpt=models/lspet_cpu/lspet_cpu.ckpt output_dir=exported",
@@ -73,7 +73,8 @@ class ExportSource:
 
 def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
     """The command line as values; a source that is not exactly one of ckpt/model, options of the
-    other source, an unknown format or a too old opset raise UsageError."""
+    other source, an unknown format, an opset the exporter cannot write or an output_dir that cannot be
+    written raise UsageError."""
     given = {arg.partition("=")[0] for arg in argv if "=" in arg}
     options = COMMAND_LINE.parse(argv)
     if (options["ckpt"] is None) == (options["model"] is None):
@@ -84,8 +85,11 @@ def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
         raise UsageError(f"{clashing} cannot be combined with {'ckpt' if options['ckpt'] is not None else 'model'}=")
     if options["format"] not in FORMATS:
         raise UsageError(f"format: must be one of {list(FORMATS)}, got {options['format']!r}")
-    if options["opset"] < 17:
-        raise UsageError(f"opset: must be >= 17, got {options['opset']}")
+    try:
+        check_opset(options["opset"])
+        check_output_dir(options["output_dir"])
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return options
 
 
