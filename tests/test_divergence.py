@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -22,7 +23,8 @@ from hrnet_train.config_schema import ConfigError
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.paths import REPO_ROOT
 from hrnet_train.trained_model import read_checkpoint
-from hrnet_train.training.divergence import TrainingDiverged, non_finite_tensors
+from hrnet_train.training import divergence
+from hrnet_train.training.divergence import DivergenceGuard, TrainingDiverged, non_finite_tensors
 from hrnet_train.training.runner import run_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -141,6 +143,29 @@ def test_train_cli_exits_1_with_the_message_and_no_traceback(tiny_root: Path, tm
     assert "Traceback" not in done.stderr
     assert re.search("train.py: " + DIVERGED, done.stderr), done.stderr[-3000:]
     _assert_checkpoints_finite(tmp_path / "run")
+
+
+def test_device_flags_are_read_on_logging_steps_and_name_the_first_bad_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the per-step flags wait on the device until a logging step (no host wait per step); the
+    message still names the first bad step, its LR and image ids (simulated here with CPU tensors)."""
+    monkeypatch.setattr(divergence, "readable_at_once", lambda flag: False)
+    strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision)
+    optimizer = SimpleNamespace(param_groups=[{"lr": 0.01}])
+    trainer = SimpleNamespace(strategy=strategy, optimizers=[optimizer], log_every_n_steps=4, current_epoch=0,
+                              global_step=0, gradient_clip_val=None, global_rank=0)
+    guard = DivergenceGuard(loss_factor=None)
+    losses = [0.5, float("nan"), 0.4]  # step 1 is bad; steps 0-2 are not logging steps
+    for step, loss in enumerate(losses):
+        trainer.global_step = step
+        guard.on_train_batch_start(trainer, None, {"meta": {"image_id": torch.tensor([10 * step, 10 * step + 1])}}, step)
+        trainer.global_step = step + 1
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step)
+    trainer.global_step = 3
+    guard.on_train_batch_start(trainer, None, {"meta": {"image_id": torch.tensor([30])}}, 3)
+    trainer.global_step = 4  # a logging step: the pending flags are read
+    with pytest.raises(TrainingDiverged, match=r"at global step 1 \(epoch 0, batch 1 of the epoch, learning rate 0.01\); "
+                                               r"the batch held image ids \[10, 11\] \(2 samples\): the loss is nan"):
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.3)}, None, 3)
 
 
 def test_non_finite_tensors_names_only_the_bad_floats() -> None:

@@ -69,6 +69,11 @@ class StepContext:
                 f"learning rate {self.lr:.6g}); the batch held {_image_id_text(self.image_ids)}")
 
 
+def readable_at_once(flag: torch.Tensor) -> bool:
+    """A CPU flag costs nothing to read; one on an accelerator would make the host wait for it."""
+    return flag.device.type == "cpu"
+
+
 def _image_id_text(image_ids: Any) -> str:
     if image_ids is None:
         return "no image ids (the batch has no meta['image_id'])"
@@ -148,7 +153,7 @@ class DivergenceGuard(pl.Callback):
     def _watch(self, trainer: pl.Trainer, bad: torch.Tensor, what: str, value: torch.Tensor, logging_step: bool) -> None:
         assert self._context is not None, "on_train_batch_start sets the step context"
         self._pending.append(_Pending(bad, what, value, self._context))
-        if bad.device.type == "cpu" or logging_step:
+        if logging_step or readable_at_once(bad):
             self._check(trainer)
 
     def _check(self, trainer: pl.Trainer) -> None:
