@@ -72,8 +72,8 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
     num_sanity_val_steps: int = 0
-    limit_train_batches: float | None = None
-    limit_val_batches: float | None = None
+    limit_train_batches: int | float | None = None  # an integer is a batch count, a float a fraction (Lightning's rule)
+    limit_val_batches: int | float | None = None
     channels_last: bool = False
     tf32: bool = False  # GPU only: fp32 convolutions/matmuls on TF32 tensor cores (runner._set_tf32)
     num_threads: int | None = None  # torch intra-op threads of the main process; null = torch default
@@ -537,7 +537,8 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, options[0], key)
+        exact = next((option for option in options if type(value) is option), options[0])  # int | float keeps an int
+        return _convert(value, exact, key)
     if value is None or (isinstance(value, str) and value == "???"):
         raise ConfigError(f"{key}: missing (expected {_describe(hint)})")
     if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):

@@ -75,6 +75,17 @@ def test_gpu_trainer_without_a_gpu_is_one_line_before_data_loading(override: str
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "not_generated").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_evaluate_on_gpu_without_a_gpu_is_refused_before_loading(tmp_path: Path) -> None:
+    from hrnet_train.evaluation.runner import run_from_config
+
+    (tmp_path / "model.ckpt").write_bytes(b"never read")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[f"ckpt={tmp_path / 'model.ckpt'}", "accelerator=gpu", f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"^accelerator=gpu: (no CUDA GPU is visible|this torch build .* has no CUDA)"):
+        run_from_config(cfg)
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
@@ -97,6 +108,13 @@ def test_gpu_trainer_without_a_gpu_is_one_line_before_data_loading(override: str
 def test_non_finite_numbers_are_refused_naming_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"{key}: expected a finite number")):
         validate_train_config(_compose(override))
+
+
+def test_limit_batches_one_is_one_batch_not_the_whole_epoch() -> None:
+    """Lightning reads an int as a batch count and a float as a fraction: 1 must not become 1.0 (100 %)."""
+    trainer = validate_train_config(_compose("trainer.limit_train_batches=1", "trainer.limit_val_batches=0.5")).trainer
+    assert (trainer.limit_train_batches, type(trainer.limit_train_batches)) == (1, int)
+    assert (trainer.limit_val_batches, type(trainer.limit_val_batches)) == (0.5, float)
 
 
 def test_codec_options_are_checked_with_the_config() -> None:
