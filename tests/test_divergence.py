@@ -109,6 +109,16 @@ def copy_dataset(source: Path, root: Path, edit: Callable[[str, dict], None]) ->
     return root
 
 
+def test_weights_that_turned_non_finite_stop_before_validation(tiny_root: Path, tmp_path: Path) -> None:
+    """One step per epoch at lr=inf: the step's loss was finite, its update was not; the weights check
+    before validation (and before any checkpoint) stops the run."""
+    config, resolved = _config(tiny_root, tmp_path / "run", "trainer.limit_train_batches=1")
+    config = replace(config, optimizer=replace(config.optimizer, lr=math.inf))
+    with pytest.raises(TrainingDiverged, match=r"training diverged: non-finite weights after global step 0 .*: \d+ of \d+ tensors"):
+        run_training(config, resolved)
+    assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt")) == []
+
+
 def test_nan_visibility_in_a_coco_file_never_trains(tiny_root: Path, tmp_path: Path) -> None:
     """One annotation whose visibility flag is NaN (a copy of the small COCO file): refused where it is
     read, naming the annotation, or -- without that check -- stopped at the batch holding its image."""
