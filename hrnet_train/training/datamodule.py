@@ -5,8 +5,9 @@ resumed from a checkpoint sees exactly the batches the uninterrupted run would h
 creates the first training iterator of a fit while it sets up the optimisers, before it restores a
 checkpoint's epoch; with loader workers that iterator has already forked the workers (each with a
 copy of the dataset at epoch 0) and drawn the first indices, so a resumed run replayed epoch 0. The
-training loader (:class:`EpochStartLoader`) therefore starts its iterator at the first batch, with
-sampler and dataset set to the trainer's epoch then (under DDP also the sampler Lightning wraps).
+training loader (:class:`EpochStartLoader`) therefore starts its iterator at the first batch: the
+dataset's epoch is set by then (``DatasetEpochSeeder``, at epoch start) and the sampler's is set to the
+trainer's epoch (also the sampler that Lightning wraps for DDP, which its own ``set_epoch`` misses).
 
 A train split in which no instance has a labelled joint is refused (every target weight would be 0).
 
@@ -71,7 +72,7 @@ class EpochSeededRandomSampler(Sampler[int]):
 
 class EpochStartLoader(DataLoader):
     """A DataLoader whose iterator starts at its first batch: ``start_epoch()`` runs first (setting the
-    sampler's and the dataset's epoch), then the workers are forked and the order is drawn."""
+    sampler's epoch), then the workers are forked with the dataset as it is then and the order is drawn."""
 
     def __init__(self, *args: Any, start_epoch: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -194,11 +195,9 @@ class PoseDataModule(pl.LightningDataModule):
         )
 
     def _start_train_epoch(self) -> None:
-        """Sampler order and augmentation stream of the epoch the trainer is in (0 outside a Trainer)."""
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        assert self.train_dataset is not None and self._train_sampler is not None
-        self._train_sampler.set_epoch(epoch)
-        self.train_dataset.set_epoch(epoch)
+        """The sampler order of the epoch the trainer is in (0 outside a Trainer)."""
+        assert self._train_sampler is not None
+        self._train_sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_dataset is not None, "setup() must run first"
