@@ -633,11 +633,12 @@ def check_codec_section(config: TrainConfig) -> None:
         )
 
 
-def check_accelerator(accelerator: str, devices: int, prefix: str = "trainer.") -> None:
+def check_accelerator(accelerator: str, devices: int, prefix: str = "trainer.", cpu_setting: str = "trainer=cpu") -> None:
     """``accelerator=gpu``/``cuda`` needs that many CUDA GPUs visible to this process (imports torch).
 
     Checked with the config, so a machine without a GPU (or a CPU-only torch wheel) gets one line
-    before any data is built instead of Lightning's traceback after it. Raises ConfigError.
+    before any data is built instead of Lightning's traceback after it; ``cpu_setting`` is the advice.
+    Raises ConfigError.
     """
     if accelerator not in ("gpu", "cuda"):
         return
@@ -645,10 +646,10 @@ def check_accelerator(accelerator: str, devices: int, prefix: str = "trainer.") 
 
     if torch.version.cuda is None:
         raise ConfigError(f"{prefix}accelerator={accelerator}: this torch build ({torch.__version__}) has no CUDA "
-                          f"support; train on the CPU (trainer=cpu) or install a CUDA build of torch")
+                          f"support; run on the CPU ({cpu_setting}) or install a CUDA build of torch")
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if visible == 0:
         raise ConfigError(f"{prefix}accelerator={accelerator}: no CUDA GPU is visible to this process "
-                          f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use trainer=cpu")
+                          f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use {cpu_setting}")
     if devices > visible:
         raise ConfigError(f"{prefix}devices={devices}: only {visible} CUDA GPU(s) visible to this process")

@@ -105,7 +105,7 @@ def run_from_config(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     Raises ConfigError (exit code 2 in the CLI) for a bad setting or input found before inference.
     """
     config = validate_evaluate_config(cfg)
-    check_accelerator(config.accelerator, config.devices, prefix="")
+    check_accelerator(config.accelerator, config.devices, prefix="", cpu_setting="accelerator=cpu")
     return run_evaluation(config)
 
 
