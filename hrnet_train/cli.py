@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE
 from hrnet_train.config_schema import (
     ConfigError,
+    check_accelerator,
     check_codec_section,
     check_model_section,
     register_resolvers,
@@ -53,6 +54,7 @@ def _train_app(cfg: DictConfig) -> float:
         config = validate_train_config(cfg)
         check_model_section(config)
         check_codec_section(config)
+        check_accelerator(config.trainer.accelerator, config.trainer.devices)
         # Imported only now (it imports Lightning), so field errors above still fail in about a second.
         from hrnet_train.training.launch import check_launch, hydra_multirun
         from hrnet_train.training.preflight import check_components
@@ -64,6 +66,7 @@ def _train_app(cfg: DictConfig) -> float:
         sys.exit(EXIT_USAGE)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
+    from hrnet_train.training.divergence import TrainingDiverged
     from hrnet_train.training.launch import RankAudit
     from hrnet_train.training.runner import run_training
 
@@ -71,9 +74,12 @@ def _train_app(cfg: DictConfig) -> float:
         with stdout_copied_to(_hydra_log_file("train")):
             report = run_training(config, resolved, extra_callbacks=[RankAudit(resolved, config.run_dir)])
             print(f"total wall time (process) {time.perf_counter() - _PROCESS_START:.1f} s", flush=True)
-    except ConfigError as error:  # a checkpoint to resume or to start from that does not fit: before training
+    except ConfigError as error:  # a checkpoint or a split that does not fit, found before training
         print(f"train.py: config error: {error}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
+    except TrainingDiverged as error:  # the run failed; no checkpoint holds the diverged weights
+        print(f"train.py: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_FAILURE)
     metric = config.optimized_metric.removeprefix("val/")
     return float(report["stats"][metric])
 

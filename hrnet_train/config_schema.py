@@ -10,6 +10,7 @@ training needs and passed on as plain dicts; their builders validate the rest.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import types
@@ -19,6 +20,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hrnet_train.cli_args import did_you_mean
 from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline, gpu_decode_available
 from hrnet_train.plain import to_plain
 from hrnet_train.seg_classes import seg_classes_from_mapping
@@ -74,8 +76,8 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
     num_sanity_val_steps: int = 0
-    limit_train_batches: float | None = None
-    limit_val_batches: float | None = None
+    limit_train_batches: int | float | None = None  # an integer is a batch count, a float a fraction (Lightning's rule)
+    limit_val_batches: int | float | None = None
     channels_last: bool = False
     tf32: bool = False  # GPU only: fp32 convolutions/matmuls on TF32 tensor cores (runner._set_tf32)
     num_threads: int | None = None  # torch intra-op threads of the main process; null = torch default
@@ -218,8 +220,9 @@ class OptimizerConfig:
             raise ConfigError(f"{prefix}.head_lr_factor: expected a positive factor, got {self.head_lr_factor}")
         _at_least(self.base_batch_size, 1, f"{prefix}.base_batch_size")
         _at_least(self.weight_decay, 0.0, f"{prefix}.weight_decay")
-        if len(self.betas) != 2:
-            raise ConfigError(f"{prefix}.betas: expected two values, got {list(self.betas)}")
+        _at_least(self.momentum, 0.0, f"{prefix}.momentum")
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ConfigError(f"{prefix}.betas: expected two values in [0, 1), got {list(self.betas)}")
         return self
 
 
@@ -255,7 +258,19 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class DivergenceLimit:
+    """The loss section's field every task shares: training stops (TrainingDiverged) when the loss exceeds
+    this many times the run's first loss; null: only a non-finite loss stops it (training/divergence.py)."""
+
+    divergence_factor: float | None = 1.0e4
+
+    def check_divergence_factor(self, prefix: str) -> None:
+        if self.divergence_factor is not None:
+            _at_least(self.divergence_factor, 1.0, f"{prefix}.divergence_factor")
+
+
+@dataclass(frozen=True)
+class LossConfig(DivergenceLimit):
     use_target_weight: bool = True
     use_joint_weights: bool = False  # keypoint set's joint_weights (reference USE_DIFFERENT_JOINTS_WEIGHT)
     ohkm_topk: int | None = None
@@ -263,6 +278,7 @@ class LossConfig:
     def check(self, prefix: str) -> LossConfig:
         if self.ohkm_topk is not None:
             _at_least(self.ohkm_topk, 1, f"{prefix}.ohkm_topk")
+        self.check_divergence_factor(prefix)
         return self
 
 
@@ -515,7 +531,7 @@ class SegDataConfig(LoaderSettings):
 
 
 @dataclass(frozen=True)
-class SegLossConfig:
+class SegLossConfig(DivergenceLimit):
     """Cross-entropy with ignore 255 and the class set's weights (Cityscapes: always, spec B.6); OHEM optional."""
 
     ohem: bool = False
@@ -526,6 +542,7 @@ class SegLossConfig:
         if not 0.0 <= self.ohem_thresh <= 1.0:
             raise ConfigError(f"{prefix}.ohem_thresh: expected a probability in [0, 1], got {self.ohem_thresh}")
         _at_least(self.ohem_min_kept, 1, f"{prefix}.ohem_min_kept")
+        self.check_divergence_factor(prefix)
         return self
 
 
@@ -644,6 +661,7 @@ class EvaluateConfig:
 def validate_evaluate_config(cfg: Mapping[str, Any]) -> EvaluateConfig:
     """Check evaluate.py's resolved config; raises ConfigError naming the first offending field."""
     plain = _to_plain(cfg, throw_on_missing=False)  # data.root may stay ??? when data.ann_file names the split
+    check_finite_numbers(plain)
     shared = {f.name for f in fields(EvalConfig)}
     plain["eval"] = _build(EvalConfig, {k: plain.pop(k) for k in list(plain) if k in shared}, "")
     return _build(EvaluateConfig, plain, "")
@@ -674,12 +692,31 @@ def validate_train_config(cfg: Mapping[str, Any], known_models: typing.Collectio
     Raises ConfigError naming the first offending field.
     """
     plain = _to_plain(cfg)
+    check_finite_numbers(plain)
     config = _build(TRAIN_CONFIGS.get(str(plain.get("task")), TrainConfig), plain, "")
     if known_models is not None:
         name = config.model.get("name")
         if name not in known_models:
             raise ConfigError(f"model.name: unknown model {name!r} (known: {sorted(known_models)})")
     return config
+
+
+def check_finite_numbers(node: Any, key: str = "") -> None:
+    """Raise ConfigError naming the first ``nan``/``inf`` anywhere in the config (typed fields and the
+    plain sections alike: codec sigma, keypoint weights, augmentation factors).
+
+    No setting of this project means "infinite" (a missing limit is ``null``), and a non-finite number
+    otherwise surfaces far from its cause: ``codec.sigma=nan`` as "arange: cannot compute length" while
+    the targets are built, ``optimizer.lr=inf`` as a finished run with NaN weights.
+    """
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key or 'config'}: expected a finite number, got {node}")
+    if isinstance(node, Mapping):
+        for name, value in node.items():
+            check_finite_numbers(value, _join(key, str(name)))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            check_finite_numbers(value, f"{key}[{i}]")
 
 
 def _to_plain(cfg: Any, throw_on_missing: bool = True) -> dict:
@@ -722,7 +759,8 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, options[0], key)
+        exact = next((option for option in options if type(value) is option), options[0])  # int | float keeps an int
+        return _convert(value, exact, key)
     if value is None or (isinstance(value, str) and value == "???"):
         raise ConfigError(f"{key}: missing (expected {_describe(hint)})")
     if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
@@ -802,14 +840,48 @@ def check_model_section(config: TrainConfig) -> None:
 
 
 def check_codec_section(config: TrainConfig) -> None:
-    """With ``data.pipeline=device`` the codec must have a batched torch encoder (imports torch, not
-    Lightning); an unknown codec name is left to the codec factory's error. Raises ConfigError."""
-    from hrnet_train.codecs import CODECS
+    """Build the codec once from ``codec.*`` and the input size (imports torch, not Lightning), so a
+    mistyped name (``codec.name=darkk``: "did you mean") or a bad option fails before any data is
+    built; with ``data.pipeline=device`` the codec must have a batched torch encoder. Raises ConfigError."""
+    from hrnet_train.codecs import CODECS, create_codec
 
-    codec = CODECS.get(config.codec.get("name"))
-    if codec is not None and config.data.pipeline == "device" and not codec.has_torch_encoder():  # no codec: no targets
+    options = dict(config.codec)
+    if not options:  # a task without a heatmap codec (segmentation): nothing to build
+        return
+    name = options.pop("name")
+    codec = CODECS.get(name)
+    if codec is None:
+        raise ConfigError(f"codec.name: unknown codec {name!r}{did_you_mean(str(name), CODECS)}; "
+                          f"known: {', '.join(sorted(CODECS))}")
+    try:
+        create_codec(name, config.data.input_hw, **options)
+    except ValueError as error:
+        raise ConfigError(f"codec: {error}") from None
+    if config.data.pipeline == "device" and not codec.has_torch_encoder():
         with_encoder = sorted(name for name, cls in CODECS.items() if cls.has_torch_encoder())
         raise ConfigError(
             f"data.pipeline: device builds targets with the codec's torch encoder, and codec.name="
             f"{config.codec['name']!r} has none (codecs with one: {with_encoder}); use data.pipeline=cpu"
         )
+
+
+def check_accelerator(accelerator: str, devices: int, prefix: str = "trainer.", cpu_setting: str = "trainer=cpu") -> None:
+    """``accelerator=gpu``/``cuda`` needs that many CUDA GPUs visible to this process (imports torch).
+
+    Checked with the config, so a machine without a GPU (or a CPU-only torch wheel) gets one line
+    before any data is built instead of Lightning's traceback after it; ``cpu_setting`` is the advice.
+    Raises ConfigError.
+    """
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    if torch.version.cuda is None:
+        raise ConfigError(f"{prefix}accelerator={accelerator}: this torch build ({torch.__version__}) has no CUDA "
+                          f"support; run on the CPU ({cpu_setting}) or install a CUDA build of torch")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible == 0:
+        raise ConfigError(f"{prefix}accelerator={accelerator}: no CUDA GPU is visible to this process "
+                          f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use {cpu_setting}")
+    if devices > visible:
+        raise ConfigError(f"{prefix}devices={devices}: only {visible} CUDA GPU(s) visible to this process")

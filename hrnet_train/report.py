@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, run_tool
+from hrnet_train.output_guard import refuse_overwriting_inputs
 
 REPORT_NAME = "report.json"  # written by hrnet_train.training.runner
 RESOLVED_CONFIG_NAME = "config_resolved.yaml"
@@ -353,8 +354,11 @@ def write_report(roots: Sequence[str | Path], output_dir: str | Path | None = No
     """Writes sweep_report.md, sweep_report.csv and the plot (default: into the first root); returns their paths."""
     rows = collect_runs(roots, latency)
     out_dir = Path(output_dir) if output_dir is not None else Path(roots[0])
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / MARKDOWN_NAME, "csv": out_dir / CSV_NAME, "plot": Path(plot) if plot else out_dir / PLOT_NAME}
+    inputs = {f"{name} of run {run}": run / name for root in roots for run in find_run_dirs(root)
+              for name in (REPORT_NAME, RESOLVED_CONFIG_NAME, str(OVERRIDES_FILE))}
+    refuse_overwriting_inputs(paths.values(), inputs, "choose another output_dir or plot file")
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths["markdown"].write_text(markdown_table(rows) + "\n")
     paths["csv"].write_text(csv_table(rows))
     plot_metric_vs_gflops(rows, paths["plot"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,15 +84,25 @@ class TrainedModel:
         return str(self.source.get("model"))
 
 
+# File signatures of what people pass by mistake (a renamed image, a results file), said by name.
+FOREIGN_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+                      (b"{", "a JSON/text file"), (b"[", "a JSON/text file"))
+TORCH_ZIP_SIGNATURE = b"PK\x03\x04"  # torch.save's default format is a zip archive
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The file's content as a mapping (one ``torch.load``, ``weights_only=True``, on the CPU).
 
-    Raises FileNotFoundError for a missing file and CheckpointError naming the file for anything that
-    is not a mapping of tensors/plain values (a results JSON, a pickled module, a truncated file).
+    Raises FileNotFoundError for a missing file and CheckpointError naming the file and what it is not
+    for everything else that cannot be one: an empty file, an image or JSON file renamed ``.ckpt``, a
+    zip archive cut short (a copy or download that stopped), a file torch cannot read (a pickled module,
+    damage), a torch file holding something other than a mapping (a bare tensor) or a mapping without
+    weights (no ``state_dict`` and no tensors).
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    _check_file_kind(path)
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file; all mean the same here
@@ -99,8 +110,29 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         hint = f" -- it {pickled_objects_hint(error)}" if isinstance(error, pickle.UnpicklingError) else ""
         raise CheckpointError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {_first_line(error)}){hint}") from None
     if not isinstance(content, Mapping):
-        raise CheckpointError(f"{path}: expected a checkpoint or state_dict (a mapping), got {type(content).__name__}")
+        raise CheckpointError(f"{path}: not a checkpoint: the torch file holds a {type(content).__name__}, not a mapping "
+                              f"with a 'state_dict' or of weight names to tensors")
+    state = content.get("state_dict", content)
+    if not isinstance(state, Mapping) or not any(isinstance(value, torch.Tensor) for value in state.values()):
+        keys = ", ".join(repr(key) for key in list(content)[:6]) or "none"
+        raise CheckpointError(f"{path}: not a checkpoint: a mapping without weights (keys {keys}; no 'state_dict' "
+                              f"mapping and no tensors)")
     return dict(content)
+
+
+def _check_file_kind(path: Path) -> None:
+    """CheckpointError for files that cannot be torch checkpoints, before torch's own less clear errors."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: not a checkpoint: the file is empty (0 bytes; a save or copy that never ran?)")
+    with path.open("rb") as stream:
+        head = stream.read(8)
+    for signature, kind in FOREIGN_SIGNATURES:
+        if head.lstrip().startswith(signature):
+            raise CheckpointError(f"{path}: not a checkpoint: the file is {kind} ({size} bytes)")
+    if head.startswith(TORCH_ZIP_SIGNATURE) and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: truncated or damaged checkpoint: the torch zip archive ({size} bytes) has no end "
+                              f"record, as when a copy or download stopped early; copy the file again")
 
 
 def is_training_checkpoint(content: Mapping[str, Any]) -> bool:
@@ -293,16 +325,19 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else "no details"
 
 
-def resume_mismatches(path: str | os.PathLike, resolved_config: Mapping[str, Any]) -> list[str]:
+def resume_mismatches(
+    path: str | os.PathLike, resolved_config: Mapping[str, Any], content: Mapping[str, Any] | None = None,
+) -> list[str]:
     """The settings in which the training checkpoint ``path`` differs from this run's resolved config:
     model (name and spec), keypoint set, input size, codec. Empty when it can be resumed.
 
     Read before anything heavy is built, so resuming with another run's checkpoint is one message, not
-    pages of Lightning size mismatches. Raises CheckpointError for a file that is not a train.py checkpoint.
+    pages of Lightning size mismatches. ``content``: the file as :func:`read_checkpoint` returned it,
+    when the caller has read it already. Raises CheckpointError for a file that is not a train.py checkpoint.
     """
     from hrnet_train.models import resolve_spec
 
-    content = read_checkpoint(path)
+    content = read_checkpoint(path) if content is None else content
     if not is_training_checkpoint(content):
         raise CheckpointError(f"{path}: not a train.py checkpoint (no hyper_parameters); to start from its weights use init_from=")
     hparams = content["hyper_parameters"]

@@ -10,7 +10,7 @@ from hrnet_train.paths import PACKAGE_DIR
 
 FLOORS = {
     **dict.fromkeys(("sizes", "geometry", "keypoints", "seg_classes", "image_io", "normalization", "drawing", "paths", "plain", "pipeline_options",
-                     "cli_args", "run_log", "__init__"), 0),
+                     "cli_args", "run_log", "output_guard", "__init__"), 0),
     **dict.fromkeys(("codecs", "models", "config_schema"), 1),
     **dict.fromkeys(("data", "decoding"), 2),
     **dict.fromkeys(("trained_model", "evaluation", "inference", "export"), 3),

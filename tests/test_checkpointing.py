@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 from hrnet_train.training import checkpointing
 from hrnet_train.trained_model import CheckpointError, network_state_dict, read_checkpoint
 from hrnet_train.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from hrnet_train.training.divergence import TrainingDiverged
 
 
 def _checkpoint(value: float) -> dict:
@@ -41,6 +44,39 @@ def test_crash_during_save_keeps_previous_last_checkpoint(tmp_path: Path, monkey
     restored = io.load_checkpoint(path)
     assert torch.equal(restored["state_dict"]["model.w"], torch.full((4,), 1.0))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path: Path) -> None:
+    """The writer's own guard (behind the training's DivergenceGuard): best/last keep their finite content."""
+    path = tmp_path / "best.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(_checkpoint(1.0), path)
+    with pytest.raises(TrainingDiverged, match=r"refusing to write checkpoint .*best.ckpt: non-finite weights in 2 of 2 tensors \(model.w, ema.model.w\)"):
+        io.save_checkpoint(_checkpoint(float("nan")), path)
+    assert torch.equal(io.load_checkpoint(path)["state_dict"]["model.w"], torch.full((4,), 1.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]
+
+
+def test_orphan_temp_files_of_a_killed_save_are_removed(tmp_path: Path) -> None:
+    """A save killed before its rename (kill -9: no cleanup ran) leaves ``.<name>.<random>.tmp``; only those go."""
+    AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), tmp_path / "last.ckpt")
+    orphans = [tmp_path / ".last.ckpt.k3x9_a.tmp", tmp_path / ".best-epoch004.ckpt.0qz1.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a checkpoint")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    assert checkpointing.remove_orphan_temp_files(tmp_path) == sorted(orphans)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "notes.tmp"]
+    assert checkpointing.remove_orphan_temp_files(tmp_path / "absent") == []
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_checkpoints_get_the_users_umask_not_0600(tmp_path: Path, umask: int, mode: int) -> None:
+    previous = os.umask(umask)
+    try:
+        AtomicCheckpointIO().save_checkpoint(_checkpoint(1.0), tmp_path / "last.ckpt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "last.ckpt").stat().st_mode) == mode
 
 
 def test_save_replaces_and_loads_with_weights_only(tmp_path: Path) -> None:

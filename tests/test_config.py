@@ -3,17 +3,20 @@ names the field and a non-zero exit code; the composed default config passes the
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from hrnet_train.config_schema import (
     ConfigError,
     TrainConfig,
+    check_codec_section,
     check_model_section,
     register_resolvers,
     validate_train_config,
@@ -49,6 +52,10 @@ def _run_cli(*overrides: str, tmp_path: Path) -> subprocess.CompletedProcess:
         ("trainer.precision=8", "trainer.precision: expected one of"),
         ("data.pipeline=device +data.augment.photometric=true", "data.augment.photometric: photometric/occlusion"),
         ("data.pipeline=device data.decode=gpu", "data.decode: gpu needs trainer.accelerator=gpu"),
+        ("codec.sigma=nan", "codec.sigma: expected a finite number, got nan"),  # was "arange: cannot compute length"
+        ("optimizer.lr=inf", "optimizer.lr: expected a finite number, got inf"),  # was rc 0 with NaN weights
+        ("codec.name=darkk", "codec.name: unknown codec 'darkk' (did you mean 'dark'?)"),
+        ("codec=darkk", "codec=darkk: no such option in conf/codec (did you mean 'dark'?)"),
     ],
 )
 def test_cli_rejects_bad_field_before_training(override: str, message: str, tmp_path: Path) -> None:
@@ -57,6 +64,65 @@ def test_cli_rejects_bad_field_before_training(override: str, message: str, tmp_
     assert message in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
     assert "GPU available" not in result.stdout + result.stderr  # Lightning never started
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+@pytest.mark.parametrize("override", ["trainer=gpu", "trainer.accelerator=cuda"])
+def test_gpu_trainer_without_a_gpu_is_one_line_before_data_loading(override: str, tmp_path: Path) -> None:
+    result = _run_cli(override, f"data.root={tmp_path / 'not_generated'}", tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert re.search(r"trainer.accelerator=(gpu|cuda): (no CUDA GPU is visible|this torch build .* has no CUDA)", result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "not_generated").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_evaluate_on_gpu_without_a_gpu_is_refused_before_loading(tmp_path: Path) -> None:
+    from hrnet_train.evaluation.runner import run_from_config
+
+    (tmp_path / "model.ckpt").write_bytes(b"never read")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[f"ckpt={tmp_path / 'model.ckpt'}", "accelerator=gpu", f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"^accelerator=gpu: (no CUDA GPU is visible|this torch build .* has no CUDA)"):
+        run_from_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("codec.sigma=nan", "codec.sigma"),
+        ("optimizer.lr=inf", "optimizer.lr"),
+        ("optimizer.lr=-inf", "optimizer.lr"),
+        ("optimizer.weight_decay=nan", "optimizer.weight_decay"),
+        ("optimizer.momentum=inf", "optimizer.momentum"),
+        ("optimizer.betas=[0.9,nan]", "optimizer.betas[1]"),
+        ("trainer.gradient_clip_val=nan", "trainer.gradient_clip_val"),
+        ("scheduler.gamma=inf", "scheduler.gamma"),
+        ("loss.divergence_factor=inf", "loss.divergence_factor"),
+        ("ema.decay=nan", "ema.decay"),
+        ("eval.oks_thre=nan", "eval.oks_thre"),
+        ("data.augment.rot_factor=inf", "data.augment.rot_factor"),
+        ("keypoints.joint_weights.3=nan", "keypoints.joint_weights[3]"),
+        ("keypoints.sigmas.0=inf", "keypoints.sigmas[0]"),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"{key}: expected a finite number")):
+        validate_train_config(_compose(override))
+
+
+def test_limit_batches_one_is_one_batch_not_the_whole_epoch() -> None:
+    """Lightning reads an int as a batch count and a float as a fraction: 1 must not become 1.0 (100 %)."""
+    trainer = validate_train_config(_compose("trainer.limit_train_batches=1", "trainer.limit_val_batches=0.5")).trainer
+    assert (trainer.limit_train_batches, type(trainer.limit_train_batches)) == (1, int)
+    assert (trainer.limit_val_batches, type(trainer.limit_val_batches)) == (0.5, float)
+
+
+def test_codec_options_are_checked_with_the_config() -> None:
+    config = validate_train_config(_compose("codec.sigma=0"))
+    with pytest.raises(ConfigError, match="codec: codec legacy: sigma must be a finite number > 0, got 0"):
+        check_codec_section(config)
+    with pytest.raises(ConfigError, match="codec: codec 'legacy': bad options"):
+        check_codec_section(validate_train_config(_compose("+codec.sigmaa=2")))
 
 
 def test_cli_rejects_unknown_model_group(tmp_path: Path) -> None:

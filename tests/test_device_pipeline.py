@@ -74,6 +74,9 @@ def test_codec_without_torch_encoder_is_refused(monkeypatch: pytest.MonkeyPatch)
     class CpuOnlyCodec(HeatmapCodec):
         name = "cpu_only"
 
+        def __init__(self, input_size, post_process: bool = True, **options) -> None:  # legacy's options: the config's
+            super().__init__(input_size, **options)
+
         def torch_decoder(self):  # pragma: no cover - not used
             raise NotImplementedError
 

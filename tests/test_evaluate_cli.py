@@ -19,6 +19,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
+from hrnet_train.config_schema import ConfigError
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, evaluate_coco_keypoints
 from hrnet_train.evaluation.report_writer import METRICS_FILE, RESULTS_FILE
 from hrnet_train.evaluation.runner import run_from_config
@@ -87,6 +88,19 @@ def test_results_file_mode_reproduces_yolo_oracle(coco_mini: Path, tmp_path: Pat
     assert metrics["box_source"] == "results-file AP"  # the file's boxes are not ours to name
     assert sum(metrics["error_classes"].values()) > 0
     assert "gallery" not in metrics  # no image dir given
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(coco_mini: Path, tmp_path: Path) -> None:
+    """results=<out>/keypoint_results.json output_dir=<out> (or the GT file named like an output): refused, file kept."""
+    results = tmp_path / RESULTS_FILE
+    results.write_bytes((coco_mini / YOLO_MINI).read_bytes())
+    with pytest.raises(ConfigError, match=f"output {results} is the results file itself; choose another output_dir"):
+        _run([f"results={results}", f"data.ann_file={coco_mini / MINI_GT}", f"output_dir={tmp_path}"])
+    gt = tmp_path / METRICS_FILE
+    gt.write_bytes((coco_mini / MINI_GT).read_bytes())
+    with pytest.raises(ConfigError, match="metrics.json is the annotation file itself"):
+        _run([f"results={coco_mini / YOLO_MINI}", f"data.ann_file={gt}", f"output_dir={tmp_path}"])
+    assert results.read_bytes() == (coco_mini / YOLO_MINI).read_bytes() and gt.read_bytes() == (coco_mini / MINI_GT).read_bytes()
 
 
 def test_detector_boxes_on_coco_tiny(coco_tiny: Path, tiny_pth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

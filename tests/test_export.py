@@ -8,6 +8,8 @@ through the exported decoder graph, and (c) the committed trained lspet_cpu mode
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import onnx
@@ -23,7 +25,7 @@ from hrnet_train.geometry import box_to_center_scale
 from hrnet_train.codecs.torch_decode import create_decoder
 from hrnet_train.export import OUTPUT_NAMES, export_onnx
 from hrnet_train.export.__main__ import main as export_main
-from hrnet_train.cli_args import UsageError
+from hrnet_train.cli_args import UsageError, run_tool
 from hrnet_train.export.__main__ import parse_arguments
 from hrnet_train.inference.backproject import backproject
 from hrnet_train.models import create_model, model_config
@@ -241,6 +243,34 @@ def test_cli_rejects_bad_arguments(argv: list[str], message: str) -> None:
         parse_arguments(argv)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["model=hrnet_tiny", "opset=abc"], "opset: cannot read 'abc'"),
+        (["model=hrnet_tiny", "opset=16"], "opset: must be between 17 and"),
+        (["model=hrnet_tiny", "opset=99"], "opset: must be between 17 and"),  # was exit 1 after tracing the model
+        (["model=hrnet_tiny", "colour=red"], "colour: unknown option"),
+        (["ckpt={tmp}/missing.ckpt"], "checkpoint file not found: {tmp}/missing.ckpt"),
+        (["model=hrnet_tiny", "output_dir={tmp}/a_file"], "output_dir: {tmp}/a_file is a file, not a folder"),  # was exit 1
+        (["model=hrnet_tiny", "output_dir={tmp}/a_file/sub"], "output_dir: {tmp}/a_file/sub lies below {tmp}/a_file, which is a file"),
+    ],
+)
+def test_cli_argument_errors_exit_2_with_one_line(args: list[str], message: str, tmp_path, capsys) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    assert run_tool("export", lambda: export_main([arg.format(tmp=tmp_path) for arg in args])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("export: error: ") and message.format(tmp=tmp_path) in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.rglob("*.onnx")) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_cli_refuses_an_unwritable_output_dir(tmp_path, capsys) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert run_tool("export", lambda: export_main(["model=hrnet_tiny", f"output_dir={locked / 'sub'}"])) == 2
+    assert f"output_dir: {locked / 'sub'} cannot be written ({locked} is not writable" in capsys.readouterr().err
+
+
 def test_cli_refuses_to_overwrite_its_input(network, tmp_path) -> None:
     """An output path equal to an input (a weights file named like the export) is refused, the file kept."""
     weights = tmp_path / "pose.onnx"
@@ -249,6 +279,19 @@ def test_cli_refuses_to_overwrite_its_input(network, tmp_path) -> None:
     with pytest.raises(UsageError, match="is the weights file itself"):
         export_main(["model=hrnet_tiny", f"weights={weights}", "input_size=128x96", f"output_dir={tmp_path}"])
     assert weights.read_bytes() == before
+
+
+def test_cli_refuses_to_overwrite_its_checkpoint(network, tmp_path) -> None:
+    """export ckpt=x.onnx output_dir=<its folder>: the output would be the checkpoint; refused, file kept."""
+    ckpt = tmp_path / "pose.onnx"
+    config = {"model": model_config("hrnet_tiny"), "keypoints": yaml.safe_load((config_dir() / "keypoints" / "coco17.yaml").read_text()),
+              "codec": {"name": "legacy", "sigma": 2.0}, "data": {"input_size": "128x96"}, "eval": {}}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in network.state_dict().items()},
+                "hyper_parameters": checkpoint_hparams(config, INPUT_SIZE, NUM_JOINTS)}, ckpt)
+    before = ckpt.read_bytes()
+    with pytest.raises(UsageError, match="is the ckpt file itself; choose another output_dir or name"):
+        export_main([f"ckpt={ckpt}", f"output_dir={tmp_path}"])
+    assert ckpt.read_bytes() == before
 
 
 def test_cli_exports_a_state_dict_file(network, images, tmp_path) -> None:

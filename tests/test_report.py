@@ -108,6 +108,12 @@ def test_report_cli_arguments_and_errors(sweep_dir: Path, tmp_path: Path, capsys
     with pytest.raises(FileNotFoundError, match="no such directory"):
         collect_runs([tmp_path / "absent"])
 
+    own_report = sweep_dir / "0" / "report.json"
+    before = own_report.read_bytes()
+    with pytest.raises(ValueError, match=r"is the report.json of run .*0 file itself; choose another output_dir or plot file"):
+        write_report([sweep_dir], plot=own_report)
+    assert own_report.read_bytes() == before
+
     broken = sweep_dir / "0" / "report.json"
     report = json.loads(broken.read_text())
     del report["stats"]["AP75"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from hrnet_train.paths import config_dir
 from hrnet_train.trained_model import load_trained_model, read_checkpoint
 from hrnet_train.training.datamodule import PoseDataModule
 from hrnet_train.training.ema import ModelEMA
-from hrnet_train.training.runner import _set_tf32, run_training
+from hrnet_train.training.runner import _set_tf32, resolve_resume, run_training
 
 register_resolvers()
 
@@ -103,9 +104,12 @@ def test_fit_writes_checkpoints_tensorboard_and_ap(tiny_root: Path, tmp_path: Pa
     assert "val/predictions_vs_gt" in events.Tags()["images"]
 
 
-@pytest.mark.parametrize("pipeline", ["cpu", "device"])
-def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path, pipeline: str) -> None:
-    schedule = ("scheduler.name=multistep", "scheduler.milestones=[1]", "scheduler.warmup_iters=0", f"data.pipeline={pipeline}")
+@pytest.mark.parametrize(("pipeline", "workers"), [("cpu", 0), ("device", 0), ("cpu", 1), ("cpu", 2)])
+def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path, pipeline: str, workers: int) -> None:
+    """Killed after epoch 0 and resumed: the weights equal the uninterrupted run's, with loader workers too
+    (Lightning creates a fit's first iterator before it restores the epoch: it must not draw epoch 0 again)."""
+    schedule = ("scheduler.name=multistep", "scheduler.milestones=[1]", "scheduler.warmup_iters=0", f"data.pipeline={pipeline}",
+                f"data.num_workers={workers}")
     full_config, full_resolved = _config(tiny_root, tmp_path / "full", *schedule)
     run_training(full_config, full_resolved)
 
@@ -124,6 +128,29 @@ def test_resumed_run_matches_uninterrupted_run(tiny_root: Path, tmp_path: Path, 
     for key, value in full["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
     assert resumed["lr_schedulers"][0]["_last_lr"] == full["lr_schedulers"][0]["_last_lr"] == [pytest.approx(0.1 * 0.002 * 8 / 32)]
+
+
+def test_resume_with_another_max_epochs_warns_that_the_horizon_changed(tiny_root: Path, tmp_path: Path) -> None:
+    config, resolved = _config(tiny_root, tmp_path / "run", "trainer.max_epochs=1")
+    run_training(config, resolved)
+    longer, longer_resolved = _config(tiny_root, tmp_path / "run", "trainer.max_epochs=3", "ckpt_path=last")
+    with pytest.warns(UserWarning, match=r"the schedule horizon changed: the run was planned for trainer.max_epochs=1, "
+                                         r"this resume asks for 3. The LR schedule \(cosine\) comes back"):
+        resolve_resume(longer, longer_resolved, tmp_path / "run")
+    same, same_resolved = _config(tiny_root, tmp_path / "run", "trainer.max_epochs=1", "ckpt_path=last")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_resume(same, same_resolved, tmp_path / "run") == str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+
+
+def test_next_start_removes_orphan_temp_files(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    orphan = tmp_path / "run" / "checkpoints" / ".last.ckpt.4f2kq1.tmp"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"the first half of a save killed with -9")
+    config, resolved = _config(tiny_root, tmp_path / "run", "trainer.max_epochs=1")
+    run_training(config, resolved)
+    assert not orphan.exists() and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert f"removed 1 temporary checkpoint file(s) of an interrupted save in {orphan.parent}: {orphan.name}" in capsys.readouterr().out
 
 
 def test_train_loader_drops_the_partial_batch(tiny_root: Path, tmp_path: Path) -> None:

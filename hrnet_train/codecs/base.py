@@ -17,6 +17,7 @@ Encoding/decoding are plain numpy; ``flip_back`` also accepts torch tensors (fli
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, TypeVar
 
@@ -51,8 +52,8 @@ class HeatmapCodec(ABC):
         height, width = (int(v) for v in input_size)
         if height % stride or width % stride:
             raise ValueError(f"codec {self.name}: input_size {height}x{width} must be divisible by stride {stride}")
-        if sigma <= 0:
-            raise ValueError(f"codec {self.name}: sigma must be > 0, got {sigma}")
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"codec {self.name}: sigma must be a finite number > 0, got {sigma}")
         self.input_size = (height, width)
         self.heatmap_size = (height // stride, width // stride)
         self.stride = stride

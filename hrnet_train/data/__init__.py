@@ -9,3 +9,11 @@ browser (browse), segmentation datasets (seg_*), and training batches built on t
 
 Submodules are imported explicitly so that importing the package stays light.
 """
+
+import os
+
+# albumentations (the optional photometric/occlusion augmentation) asks pypi.org for a newer version of
+# itself when imported, unless NO_ALBUMENTATIONS_UPDATE is set: a network call from every training run
+# (and a 2 s stall offline). Every import of it in this project is below this package, so this line runs
+# first; a value the user set is kept.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

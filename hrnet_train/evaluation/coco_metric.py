@@ -4,6 +4,8 @@ pycocotools is the metric everybody reports, so it is used as is (spec 6.3); thi
 it lacks: clear errors for empty results or foreign image ids, custom sigmas for non-COCO keypoint
 sets, silencing of its prints, and a table formatter that always says which boxes were used (AP
 with ground-truth boxes is several points above AP with detector boxes and must never be mixed up).
+Ground truth without a single labelled joint has no keypoint AP: pycocotools would report -1 as if it
+were a result; here every stat is nan and the table prints "n/a" with the reason.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +29,7 @@ BBOX_STAT_NAMES: tuple[str, ...] = (
 IOU_TYPES = ("keypoints", "bbox")
 # A results file scored as given was made with boxes this code did not choose: it gets its own label.
 BOX_SOURCE_LABELS = {"gt": "GT-box AP", "detector": "detector-box AP", "results": "results-file AP"}
+UNDEFINED_NOTE = "n/a: the ground truth (val split) has no labelled joints, so keypoint AP is undefined"
 
 
 def _quiet(enabled: bool) -> contextlib.AbstractContextManager:
@@ -41,6 +45,15 @@ def load_coco(gt: COCO | str | Path, quiet: bool = True) -> COCO:
         raise FileNotFoundError(f"COCO annotation file not found: {path}")
     with _quiet(quiet):
         return COCO(str(path))
+
+
+def scored_instances(coco: COCO) -> int:
+    """Ground-truth instances COCOeval scores keypoints against: non-crowd annotations with at least one
+    labelled joint (``num_keypoints`` > 0, counted from the visibility flags where the field is absent)."""
+    def labelled(ann: Mapping) -> int:
+        return int(ann.get("num_keypoints", sum(1 for v in (ann.get("keypoints") or [])[2::3] if v > 0)))
+
+    return sum(1 for ann in coco.dataset.get("annotations", []) if not ann.get("iscrowd", 0) and labelled(ann) > 0)
 
 
 def _check_results(results: list[dict], source: str, coco_gt: COCO, iou_type: str, sigmas: np.ndarray | None) -> None:
@@ -103,6 +116,8 @@ def evaluate_coco_keypoints(
     coco_gt = load_coco(gt, quiet)
     sigma_array = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)
     result_list = load_results(results, coco_gt, sigma_array, iou_type)
+    if iou_type == "keypoints" and scored_instances(coco_gt) == 0:
+        return dict.fromkeys(STAT_NAMES, math.nan)  # UNDEFINED_NOTE; pycocotools would say -1
     with _quiet(quiet):
         coco_dt = coco_gt.loadRes(result_list)
         evaluator = COCOeval(coco_gt, coco_dt, iou_type)
@@ -119,7 +134,8 @@ def format_stats_table(rows: Mapping[str, Mapping[str, float]], box_source: str,
     """Markdown table of COCO stats, one row per run, with the box source in the AP column header.
 
     ``box_source`` is ``'gt'`` or ``'detector'``; the header reads "GT-box AP" or "detector-box AP"
-    so a table can never be read as the other kind.
+    so a table can never be read as the other kind. An undefined (nan) stat is written "n/a", and a
+    table with an undefined AP ends with :data:`UNDEFINED_NOTE`.
     """
     if box_source not in BOX_SOURCE_LABELS:
         raise ValueError(f"box_source must be one of {tuple(BOX_SOURCE_LABELS)}, got {box_source!r}")
@@ -131,5 +147,11 @@ def format_stats_table(rows: Mapping[str, Mapping[str, float]], box_source: str,
         missing = [name for name in STAT_NAMES if name not in stats]
         if missing:
             raise ValueError(f"stats of run {run!r} lack {missing}")
-        lines.append("| " + " | ".join([run, *(f"{stats[name]:.{digits}f}" for name in STAT_NAMES)]) + " |")
+        lines.append("| " + " | ".join([run, *(_cell(stats[name], digits) for name in STAT_NAMES)]) + " |")
+    if any(math.isnan(stats["AP"]) for stats in rows.values()):
+        lines.append(UNDEFINED_NOTE)
     return "\n".join(lines)
+
+
+def _cell(value: float, digits: int) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"

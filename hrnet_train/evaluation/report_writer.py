@@ -43,6 +43,16 @@ class ReportSettings:
     run_label: str = "evaluation"
 
 
+def output_files(out_dir: str | Path, report: ReportSettings) -> list[Path]:
+    """Every file :func:`write_report` may write into ``out_dir`` (checked against the inputs first)."""
+    names = [RESULTS_FILE, METRICS_FILE, TABLE_FILE, ANALYSIS_FILE, PCK_FILE]
+    return [Path(out_dir) / name for name in names] + ([_gallery_file(out_dir, report)] if report.gallery_size > 0 else [])
+
+
+def _gallery_file(out_dir: str | Path, report: ReportSettings) -> Path:
+    return Path(out_dir) / f"worst_{report.gallery_size}.png"
+
+
 def matched_predictions(analysis: ErrorAnalysis, results: Sequence[Mapping]) -> dict[int, np.ndarray]:
     """Annotation id -> predicted keypoints of the result the OKS matching assigned to it."""
     return {m.annotation_id: np.asarray(results[m.result_index]["keypoints"]) for m in analysis.matches}
@@ -100,7 +110,7 @@ def write_report(
     metrics["error_classes"] = analysis.totals
     if report.gallery_size > 0 and img_dir is not None and analysis.matches:
         gallery = render_worst_gallery(
-            analysis, coco, results, img_dir, keypoint_set, out / f"worst_{report.gallery_size}.png", n=report.gallery_size
+            analysis, coco, results, img_dir, keypoint_set, _gallery_file(out, report), n=report.gallery_size
         )
         metrics["gallery"] = str(gallery)
 

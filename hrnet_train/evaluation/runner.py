@@ -26,17 +26,18 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from hrnet_train.config_schema import ConfigError, EvalConfig, EvaluateConfig, validate_evaluate_config
+from hrnet_train.config_schema import ConfigError, EvalConfig, EvaluateConfig, check_accelerator, validate_evaluate_config
 from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths
 from hrnet_train.data.seg_sources import seg_classes_of
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.evaluation.coco_metric import load_coco, load_results
 from hrnet_train.evaluation.face_report import write_face_report
 from hrnet_train.evaluation.eval_trainer import evaluation_trainer
-from hrnet_train.evaluation.report_writer import ReportSettings, write_report
+from hrnet_train.evaluation.report_writer import ReportSettings, output_files, write_report
 from hrnet_train.evaluation.seg_runner import evaluate_segmentation, refuse_other_task_settings, segmentation_data
 from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions
 from hrnet_train.keypoints import load_keypoint_set
+from hrnet_train.output_guard import refuse_overwriting_inputs
 from hrnet_train.trained_model import DEFAULT_KEYPOINTS, SEGMENTATION_TASK, TrainedModel, load_trained_model
 
 
@@ -112,7 +113,9 @@ def run_from_config(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
 
     Raises ConfigError (exit code 2 in the CLI) for a bad setting or input found before inference.
     """
-    return run_evaluation(validate_evaluate_config(cfg))
+    config = validate_evaluate_config(cfg)
+    check_accelerator(config.accelerator, config.devices, prefix="", cpu_setting="accelerator=cpu")
+    return run_evaluation(config)
 
 
 def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
@@ -152,6 +155,7 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
     config = replace(config, eval=settings)
     try:
         ann_file, img_dir = evaluation_paths(data, need_images=True)
+        _check_outputs(config, out_dir, report, ann_file)
         dataset = TopDownCocoDataset(
             ann_file, img_dir, trained.keypoints, trained.codec, train=False, boxes=settings.boxes,
             det_file=settings.det_file, det_score_thr=settings.det_score_thr, color_rgb=trained.color_rgb,
@@ -214,6 +218,7 @@ def _score_results_file(config: EvaluateConfig, out_dir: Path, report: ReportSet
     try:
         keypoints = load_keypoint_set(config.keypoints or DEFAULT_KEYPOINTS)
         ann_file, img_dir = evaluation_paths(config.data, need_images=False)
+        _check_outputs(config, out_dir, report, ann_file)
         coco = load_coco(ann_file)
         results = load_results(Path(config.results).expanduser(), coco, keypoints.sigmas)
     except (FileNotFoundError, ValueError) as error:
@@ -224,3 +229,9 @@ def _score_results_file(config: EvaluateConfig, out_dir: Path, report: ReportSet
         out_dir, coco, results, keypoints, settings,
         ReportSettings(**{**asdict(report), "box_source": "results", "run_label": label}), img_dir,
     )
+
+
+def _check_outputs(config: EvaluateConfig, out_dir: Path, report: ReportSettings, ann_file: Path) -> None:
+    """No output file of the run may be one of its inputs (``results=<out>/keypoint_results.json``...)."""
+    inputs = {"ckpt": config.ckpt, "results": config.results, "annotation": ann_file, "det_file": config.eval.det_file}
+    refuse_overwriting_inputs(output_files(out_dir, report), inputs, "choose another output_dir")

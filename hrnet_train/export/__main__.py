@@ -28,9 +28,10 @@ from torch import nn
 from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, run_tool
 from hrnet_train.codecs import create_codec
 from hrnet_train.codecs.base import HeatmapCodec
-from hrnet_train.export.onnx import DEFAULT_OPSET, OUTPUT_NAMES, export_onnx
+from hrnet_train.export.onnx import DEFAULT_OPSET, OUTPUT_NAMES, check_opset, export_onnx
+from hrnet_train.output_guard import check_output_dir, refuse_overwriting_inputs
 from hrnet_train.sizes import InputSize
-from hrnet_train.trained_model import load_trained_model
+from hrnet_train.trained_model import load_trained_model, read_checkpoint
 
 FORMATS = ("onnx",)
 CHECKPOINT_ONLY = ("ckpt", "ema")
@@ -52,7 +53,7 @@ COMMAND_LINE = CommandLine(
         Option("format", "export format", str, "onnx"),
         Option("output_dir", "folder of the exported file", str, "."),
         Option("name", "file name without suffix (default: from the source)"),
-        Option("opset", "ONNX opset (>= 17)", int, str(DEFAULT_OPSET)),
+        Option("opset", "ONNX opset (17 to the newest the installed torch exports)", int, str(DEFAULT_OPSET)),
     ),
     examples=(
         "python -m hrnet_train.export ckpt=models/lspet_cpu/lspet_cpu.ckpt output_dir=exported",
@@ -74,7 +75,8 @@ class ExportSource:
 
 def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
     """The command line as values; a source that is not exactly one of ckpt/model, options of the
-    other source, an unknown format or a too old opset raise UsageError."""
+    other source, an unknown format, an opset the exporter cannot write or an output_dir that cannot be
+    written raise UsageError."""
     given = {arg.partition("=")[0] for arg in argv if "=" in arg}
     options = COMMAND_LINE.parse(argv)
     if (options["ckpt"] is None) == (options["model"] is None):
@@ -85,8 +87,11 @@ def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
         raise UsageError(f"{clashing} cannot be combined with {'ckpt' if options['ckpt'] is not None else 'model'}=")
     if options["format"] not in FORMATS:
         raise UsageError(f"format: must be one of {list(FORMATS)}, got {options['format']!r}")
-    if options["opset"] < 17:
-        raise UsageError(f"opset: must be >= 17, got {options['opset']}")
+    try:
+        check_opset(options["opset"])
+        check_output_dir(options["output_dir"])
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return options
 
 
@@ -126,8 +131,8 @@ def source_from_name(
 
     network = create_model(model, num_joints=num_joints, head=head)
     InputSize.parse(input_size).check_multiple(getattr(network, "input_multiple", 1), "input_size")
-    if weights is not None:
-        load_official_state_dict(network, weights)
+    if weights is not None:  # read by the one checkpoint reader, so a bad file gets its named error
+        load_official_state_dict(network, read_checkpoint(weights), label=str(weights))
     codec = create_codec(codec_name, input_size, sigma=sigma)
     metadata = {"source": weights or "random init", "model": model, "color_rgb": "true"}
     return ExportSource(network.eval(), codec, metadata)
@@ -147,9 +152,10 @@ def output_path(options: dict[str, Any], codec: HeatmapCodec) -> Path:
     source = options["ckpt"] or options["weights"]
     default = Path(source).stem if source else f"{options['model']}_{InputSize(*codec.input_size)}_{codec.name}"
     path = Path(options["output_dir"]).expanduser() / f"{options['name'] or default}.onnx"
-    for key in ("ckpt", "weights"):
-        if options[key] is not None and Path(options[key]).expanduser().resolve() == path.resolve():
-            raise UsageError(f"output {path} is the {key} file itself; choose another output_dir or name")
+    try:
+        refuse_overwriting_inputs([path], {key: options[key] for key in ("ckpt", "weights")}, "choose another output_dir or name")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return path
 
 

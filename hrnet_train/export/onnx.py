@@ -27,6 +27,20 @@ OUTPUT_NAMES = ("heatmaps", "keypoints", "scores")
 DEFAULT_OPSET = 17
 
 
+def max_opset() -> int:
+    """The newest opset the TorchScript exporter writes (torch's own constant: 20 from torch 2.5 on); a
+    larger ``opset`` fails only after the model is traced, so it is refused before."""
+    constants = getattr(torch.onnx, "_constants", None)
+    return int(getattr(constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(constants, "ONNX_MAX_OPSET", DEFAULT_OPSET)))
+
+
+def check_opset(opset: int) -> None:
+    """ValueError unless ``DEFAULT_OPSET <= opset <= max_opset()`` (the graph needs opset-17 operators)."""
+    if not DEFAULT_OPSET <= opset <= max_opset():
+        raise ValueError(f"opset: must be between {DEFAULT_OPSET} and {max_opset()} (the newest the TorchScript exporter "
+                         f"of torch {torch.__version__} writes), got {opset}")
+
+
 class PoseModelWithDecoder(nn.Module):
     """Network followed by the torch decoder: images -> (heatmaps, crop keypoints, scores)."""
 
@@ -73,8 +87,7 @@ def export_onnx(
     """
     import onnx
 
-    if opset < 17:
-        raise ValueError(f"export: opset must be >= 17, got {opset}")
+    check_opset(opset)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapped = PoseModelWithDecoder(network, codec.torch_decoder()).to("cpu").eval()

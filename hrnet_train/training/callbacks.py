@@ -1,5 +1,6 @@
 """Training callbacks: throughput/epoch-time logging, per-epoch dataset reseeding, a progress bar that
-keeps stdout clean, wall time across resumed segments and a logging cadence for small epochs."""
+keeps stdout clean, wall time across resumed segments, a logging cadence for small epochs and the
+best-checkpoint selection that skips an undefined metric."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from hrnet_train.training.step_logging import host_scalar
 
@@ -114,3 +115,24 @@ class LoggingCadence(pl.Callback):
         batches = trainer.num_training_batches
         if isinstance(batches, int) and 0 < batches < trainer.log_every_n_steps:
             trainer.log_every_n_steps = batches
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Top-k checkpoints by the monitored metric, skipping validations that logged no value for it.
+
+    A metric can be undefined: COCO AP of a val split without labelled joints is not logged (the
+    tables say "n/a"), where pycocotools would report -1. Lightning's ModelCheckpoint would then stop
+    the run (monitored key missing); ranking "best" by -1 would be worse. No best file is written
+    instead, and the run's report says so; ``last.ckpt`` is kept as usual.
+    """
+
+    def _defined(self, trainer: pl.Trainer) -> bool:
+        return self.monitor is None or self.monitor in trainer.callback_metrics
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._defined(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._defined(trainer):
+            super().on_validation_end(trainer, pl_module)

@@ -2,8 +2,13 @@
 
 A checkpoint is written to a temporary file in the target directory, flushed to disk (fsync) and
 renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a crash mid-save
-never leaves a truncated ``last.ckpt``. Everything stored is tensors or plain containers, so the
-files load with ``torch.load(weights_only=True)``. Reading them back is ``hrnet_train.trained_model``'s job.
+never leaves a truncated ``last.ckpt``. The temporary file of a save killed before the rename
+(``.<name>.<random>.tmp``) is removed when the next run in that directory starts
+(:func:`remove_orphan_temp_files`). The file gets the permissions of any file the user creates
+(``0o666 & ~umask``; the temporary file starts as 0600). A state dict holding nan/inf is refused, so
+no ``best``/``last`` is ever replaced by diverged weights. Everything stored is tensors or plain
+containers, so the files load with ``torch.load(weights_only=True)``. Reading them back is
+``hrnet_train.trained_model``'s job.
 """
 
 from __future__ import annotations
@@ -17,25 +22,45 @@ from typing import Any
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from hrnet_train.training.divergence import TrainingDiverged, describe_tensors, non_finite_tensors
+
 LAST_CHECKPOINT = "last.ckpt"
 CHECKPOINT_SUBDIR = "checkpoints"
+TEMP_SUFFIX = ".tmp"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temp file beside ``path``, fsync, then atomically replace ``path``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save(obj, stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_directory(target.parent)
+
+
+def _umask() -> int:
+    """The process umask (only readable by setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_orphan_temp_files(directory: Path) -> list[Path]:
+    """Delete the temporary files of saves killed before their rename (``.<name>.<random>.tmp``) in
+    ``directory`` and return them; complete checkpoints are never touched."""
+    orphans = sorted(p for p in directory.glob(f".*.ckpt.*{TEMP_SUFFIX}") if p.is_file()) if directory.is_dir() else []
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    return orphans
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -55,6 +80,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
+        state = checkpoint.get("state_dict", {})
+        bad = non_finite_tensors(state)
+        if bad:
+            raise TrainingDiverged(f"refusing to write checkpoint {path}: non-finite weights in "
+                                   f"{describe_tensors(bad, len(state))}; the file on disk is kept as it was")
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = True) -> dict[str, Any]:

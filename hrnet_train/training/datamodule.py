@@ -2,7 +2,15 @@
 ``data.instances=face`` face landmark files: converted official sets or synthetic faces).
 
 Shuffling uses an epoch-seeded sampler and augmentation an epoch-seeded dataset stream, so a run
-resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen.
+resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen. Lightning
+creates the first training iterator of a fit while it sets up the optimisers, before it restores a
+checkpoint's epoch; with loader workers that iterator has already forked the workers (each with a
+copy of the dataset at epoch 0) and drawn the first indices, so a resumed run replayed epoch 0. The
+training loader (:class:`EpochStartLoader`) therefore starts its iterator at the first batch: the
+dataset's epoch is set by then (``DatasetEpochSeeder``, at epoch start) and the sampler's is set to the
+trainer's epoch (also the sampler that Lightning wraps for DDP, which its own ``set_epoch`` misses).
+
+A train split in which no instance has a labelled joint is refused (every target weight would be 0).
 
 Training drops the last, partial batch (each epoch a different remainder, as the order is reshuffled):
 a one-sample batch makes BatchNorm's batch statistics meaningless, and on GPU every new batch shape
@@ -45,7 +53,8 @@ DataSection = DataConfig | SegDataConfig  # what the loaders read: batch size, w
 class EpochSeededRandomSampler(Sampler[int]):
     """A fresh permutation per epoch drawn from ``seed + epoch`` (not from the global torch RNG).
 
-    Lightning calls ``set_epoch`` before every epoch, so the order depends only on (seed, epoch).
+    Lightning calls ``set_epoch`` before every epoch, and :class:`EpochStartLoader` at the first batch
+    of each, so the order depends only on (seed, epoch).
     """
 
     def __init__(self, num_samples: int, seed: int) -> None:
@@ -62,6 +71,31 @@ class EpochSeededRandomSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class EpochStartLoader(DataLoader):
+    """A DataLoader whose iterator starts at its first batch: ``start_epoch()`` runs first (setting the
+    sampler's epoch), then the workers are forked with the dataset as it is then and the order is drawn."""
+
+    def __init__(self, *args: Any, start_epoch: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start_epoch = start_epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: nothing below runs when Lightning calls iter(), only at the first next().
+        self.start_epoch()
+        yield from super().__iter__()
+
+
+def _require_labelled_joints(dataset: TopDownCocoDataset) -> None:
+    """Refuse a train split without a single labelled joint: the loss would be 0 and nothing learned."""
+    labelled = sum(1 for record in dataset.records if (record.joints[:, 2] > 0).any())
+    if labelled == 0:
+        raise ValueError(
+            f"{dataset.ann_file}: no training instance has a labelled joint (0 of {len(dataset.records)} instances "
+            f"with a visibility flag > 0): every target weight would be 0 and nothing would be learned; "
+            f"check the visibility flags of the 'keypoints' lists (0 = unlabelled, 1 or 2 = labelled)"
+        )
 
 
 def file_sha256(path: str | Path, length: int = 12) -> str:
@@ -123,6 +157,7 @@ class PoseDataModule(pl.LightningDataModule):
                 decode=self.data.decode,
                 instances=self.data.instances,
             )
+            _require_labelled_joints(self.train_dataset)
         if self.val_dataset is None:
             self.val_dataset = self.build_val_dataset()
 
@@ -144,8 +179,7 @@ class PoseDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_dataset is not None, "setup('fit') must run first"
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        return training_loader(self.train_dataset, self.data, self.seed, world_size, self.uses_gpu,
+        return training_loader(self, self.train_dataset, self.data, self.seed, self.uses_gpu,
                                what="training instances", source=str(self.train_ann),
                                collate_fn=collate_geometry if self.data.pipeline == "device" else None)
 
@@ -178,14 +212,17 @@ class PoseDataModule(pl.LightningDataModule):
 
 
 def training_loader(
-    dataset: Dataset, data: DataSection, seed: int, world_size: int, uses_gpu: bool, what: str, source: str,
-    collate_fn: Callable[[list[Any]], Any] | None = None,
+    owner: pl.LightningDataModule, dataset: Dataset, data: DataSection, seed: int, uses_gpu: bool, what: str,
+    source: str, collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """The epoch-shuffled, last-batch-dropping training loader of every task (see the module docstring).
 
-    ``what`` and ``source`` name the samples and where they come from in the error for a batch larger
-    than one process's share (e.g. "training instances", the annotation file).
+    ``owner`` is the data module: its trainer gives the process count and, at each epoch's first batch,
+    the epoch of the sampler order (0 outside a Trainer). ``what`` and ``source`` name the samples and
+    where they come from in the error for a batch larger than one process's share (e.g. "training
+    instances", the annotation file).
     """
+    world_size = owner.trainer.world_size if owner.trainer is not None else 1
     per_rank = -(-len(dataset) // world_size)  # DistributedSampler pads up to the ceiling
     if per_rank < data.batch_size:
         raise ValueError(
@@ -193,17 +230,23 @@ def training_loader(
             f"{source}, {world_size} process(es)); the partial last batch is dropped, so no batch would be left"
         )
     sampler = EpochSeededRandomSampler(len(dataset), seed)
+
+    def start_epoch() -> None:
+        sampler.set_epoch(owner.trainer.current_epoch if owner.trainer is not None else 0)
+
     return make_loader(dataset, data, data.batch_size, sampler, drop_last=True, persistent=False, uses_gpu=uses_gpu,
-                       collate_fn=collate_fn)
+                       collate_fn=collate_fn, start_epoch=start_epoch)
 
 
 def make_loader(
     dataset: Dataset, data: DataSection, batch_size: int, sampler: Sampler | None, drop_last: bool, persistent: bool,
-    uses_gpu: bool, collate_fn: Callable[[list[Any]], Any] | None = None,
+    uses_gpu: bool, collate_fn: Callable[[list[Any]], Any] | None = None, start_epoch: Callable[[], None] | None = None,
 ) -> DataLoader:
-    """A DataLoader in dataset order (or ``sampler``'s) with the data section's workers and pinning."""
+    """A DataLoader in dataset order (or ``sampler``'s) with the data section's workers and pinning; with
+    ``start_epoch`` an :class:`EpochStartLoader` that calls it at each iterator's first batch."""
     workers = data.loader_workers()
-    return DataLoader(
+    loader_class, extra = (DataLoader, {}) if start_epoch is None else (EpochStartLoader, {"start_epoch": start_epoch})
+    return loader_class(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -214,4 +257,5 @@ def make_loader(
         worker_init_fn=seed_worker if workers > 0 else None,
         persistent_workers=persistent and workers > 0,
         collate_fn=collate_fn,
+        **extra,
     )

@@ -7,6 +7,7 @@ with a config from :func:`hrnet_train.config_schema.validate_train_config`.
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import ConfigError, TrainConfig
@@ -26,13 +27,21 @@ from hrnet_train.data.lspet import ensure_lspet_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.data.synthetic_faces import ensure_synthetic_faces
 from hrnet_train.training.callbacks import (
+    BestCheckpoint,
     DatasetEpochSeeder,
     LoggingCadence,
     StderrProgressBar,
     ThroughputMonitor,
     TrainingClock,
 )
-from hrnet_train.training.checkpointing import CHECKPOINT_SUBDIR, LAST_CHECKPOINT, AtomicCheckpointIO, resolve_ckpt_path
+from hrnet_train.training.checkpointing import (
+    CHECKPOINT_SUBDIR,
+    LAST_CHECKPOINT,
+    AtomicCheckpointIO,
+    remove_orphan_temp_files,
+    resolve_ckpt_path,
+)
+from hrnet_train.training.divergence import DivergenceGuard
 from hrnet_train.training.tasks import TrainingTask, build_task
 from hrnet_train.trained_model import CheckpointError, read_checkpoint, resume_mismatches
 
@@ -62,6 +71,8 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     _save_resolved_config(resolved, run_dir)
 
     ckpt_path = resolve_resume(config, resolved, run_dir)
+    _check_init_from(config)
+    _remove_orphan_temp_files(run_dir / CHECKPOINT_SUBDIR)
     data = config.data
     if data.generate_synthetic:
         SYNTHETIC_GENERATORS[getattr(data, "instances", "person")](data.root, **data.synthetic)  # segmentation: the people
@@ -69,12 +80,17 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         ensure_lspet_dataset(data.lspet_source, data.root)
     task = build_task(config, resolved)
     module, datamodule, input_size = task.module, task.datamodule, task.input_size
+    try:  # the splits are read (and a split that cannot be trained on is refused) before Lightning starts
+        datamodule.setup("fit")
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error)) from None
 
     checkpoint = _best_checkpoint(config, run_dir)
     clock = TrainingClock()
     callbacks: list[pl.Callback] = [
         checkpoint,
         *([_last_checkpoint(run_dir)] if config.callbacks.checkpoint.save_last else []),
+        DivergenceGuard(config.loss.divergence_factor),
         ThroughputMonitor(),
         DatasetEpochSeeder(),
         clock,
@@ -97,7 +113,9 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     # ddp_spawn validates in child processes: module attributes set there do not come back to this
     # process, only trainer.callback_metrics (float32) do.
-    stats = dict(module.last_stats) or {name: float(trainer.callback_metrics[f"val/{name}"]) for name in task.stat_names}
+    stats = dict(module.last_stats) or {
+        name: float(trainer.callback_metrics.get(f"val/{name}", math.nan)) for name in task.stat_names  # nan: undefined
+    }
     complexity = complexity_report(module.evaluated_model, input_size)
     report = {
         "task": task.name,
@@ -127,15 +145,47 @@ def resolve_resume(config: TrainConfig, resolved: Mapping[str, Any], run_dir: Pa
     is built: a different model, keypoint set, input size or codec is one ConfigError naming them."""
     try:
         ckpt_path = resolve_ckpt_path(config.ckpt_path, run_dir)
-        differences = resume_mismatches(ckpt_path, resolved) if ckpt_path is not None else []
-    except (FileNotFoundError, CheckpointError) as error:
+        if ckpt_path is None:
+            return None
+        content = read_checkpoint(ckpt_path)
+        differences = resume_mismatches(ckpt_path, resolved, content)
+    except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
+    except CheckpointError as error:
+        raise ConfigError(f"ckpt_path: {error}") from None
     if differences:
         raise ConfigError(
             f"ckpt_path={ckpt_path} cannot be resumed by this config: " + "; ".join(differences)
             + ". Resuming continues the same run; to start this config from its weights use init_from=" + ckpt_path
         )
+    _warn_if_horizon_changed(content, ckpt_path, config)
     return ckpt_path
+
+
+def _check_init_from(config: TrainConfig) -> None:
+    """An ``init_from`` file that is no checkpoint is one ConfigError before any data is generated or built
+    (its weights are read again where they are copied)."""
+    if config.init_from is None:
+        return
+    try:
+        read_checkpoint(config.init_from)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise ConfigError(f"init_from: {error}") from None
+
+
+def _warn_if_horizon_changed(content: Mapping[str, Any], ckpt_path: str, config: TrainConfig) -> None:
+    """Resuming with another ``trainer.max_epochs``: the LR schedule restored from the checkpoint keeps
+    the horizon it was planned with (a cosine reaches its floor there), which the user should know."""
+    schedulers = content.get("lr_schedulers") or [{}]
+    planned = schedulers[0].get("max_epochs") if isinstance(schedulers[0], Mapping) else None
+    requested = config.trainer.max_epochs
+    if planned is not None and int(planned) != requested:
+        rank_zero_warn(
+            f"ckpt_path={ckpt_path}: the schedule horizon changed: the run was planned for trainer.max_epochs={planned}, "
+            f"this resume asks for {requested}. The LR schedule ({config.scheduler.name}) comes back from the checkpoint "
+            f"with its {planned}-epoch horizon while training runs to epoch {requested}; to plan a new schedule "
+            f"start a new run from its weights (init_from={ckpt_path})"
+        )
 
 
 def _set_tf32(allowed: bool) -> None:
@@ -158,10 +208,18 @@ def _epochs_trained(trainer: pl.Trainer, run_dir: Path) -> int:
     return int(read_checkpoint(last)["epoch"]) + 1
 
 
+@rank_zero_only
+def _remove_orphan_temp_files(directory: Path) -> None:
+    removed = remove_orphan_temp_files(directory)
+    if removed:
+        print(f"removed {len(removed)} temporary checkpoint file(s) of an interrupted save in {directory}: "
+              + ", ".join(p.name for p in removed), flush=True)
+
+
 def _best_checkpoint(config: TrainConfig, run_dir: Path) -> ModelCheckpoint:
     """Top-k checkpoints by the monitored metric (val/AP, max): ``best-epochNNN.ckpt``."""
     options = config.callbacks.checkpoint
-    return ModelCheckpoint(
+    return BestCheckpoint(
         dirpath=run_dir / CHECKPOINT_SUBDIR,
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
@@ -283,7 +341,8 @@ def _write_report(report: dict[str, Any], run_dir: Path, task: TrainingTask) -> 
     print(
         "\n=== final report ===\n"
         + task.final_table(report["stats"], f"{report['model']} {report['input_size']} (best ckpt)")
-        + f"\n{settings + ', ' if settings else ''}{report['epochs']} epochs, best checkpoint {report['best_checkpoint']}"
+        + f"\n{settings + ', ' if settings else ''}{report['epochs']} epochs, best checkpoint "
+        + (report["best_checkpoint"] or "none (no validation defined the monitored metric; the last weights were evaluated)")
         + f"\nparams {c['params'] / 1e6:.3f} M, {c['paper_gmacs']:.3f} GMACs (paper convention), "
         f"{c['true_gmacs']:.3f} GMACs (true), {c['gflops']:.3f} GFLOPs at {c['input_size']}"
         + f"\nwall time {report['wall_seconds']:.1f} s (fit {report['fit_seconds']:.1f} s)  -> {run_dir / REPORT_NAME}",

@@ -56,8 +56,7 @@ class SegDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_dataset is not None, "setup('fit') must run first"
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        return training_loader(self.train_dataset, self.data, self.seed, world_size, self.uses_gpu,
+        return training_loader(self, self.train_dataset, self.data, self.seed, self.uses_gpu,
                                what="training images", source=self.train_dataset.source, collate_fn=pad_collate)
 
     def val_dataloader(self) -> DataLoader:

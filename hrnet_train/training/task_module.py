@@ -7,6 +7,7 @@ A task's module (pose: :mod:`~hrnet_train.training.module`, segmentation:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -105,8 +106,9 @@ class TaskLightningModule(pl.LightningModule):
         """
         final = self.trainer.state.fn == "validate"
         self.last_stats = dict(stats)
-        logged = {**stats, **(counts or {})}
-        self.log_dict({f"val/{name}": value for name, value in logged.items()}, on_step=False, on_epoch=True, logger=not final)
+        # An undefined (nan) metric is not logged: no curve point, and "best" is not chosen by it (BestCheckpoint).
+        logged = {f"val/{name}": value for name, value in {**stats, **(counts or {})}.items() if not math.isnan(value)}
+        self.log_dict(logged, on_step=False, on_epoch=True, logger=not final)
         self.last_table = table("best checkpoint" if final else f"epoch {self.current_epoch}")
         if self.trainer.is_global_zero and not self.trainer.sanity_checking and not final:
             self.print(self.last_table)
