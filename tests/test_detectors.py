@@ -73,7 +73,7 @@ def test_bad_boxes_and_inputs_raise_clear_errors():
         GivenBoxes([[0, 0, 10]])
     with pytest.raises(ValueError, match=r"boxes\[0\]: non-finite"):
         GivenBoxes([[0, np.nan, 10, 10]])
-    with pytest.raises(ValueError, match="image: expected a BGR array"):
+    with pytest.raises(ValueError, match=r"image: expected a uint8 \(H, W, 3\) image array .* got uint8 \(10, 10\)"):
         FullImage()(np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="unknown name 'yolo'"):
         create_detector("yolo")

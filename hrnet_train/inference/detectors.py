@@ -20,6 +20,9 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from hrnet_train.geometry import box_problems
+from hrnet_train.image_io import check_image_array
+
 BoxArray = np.ndarray  # (N, 5) float64 [x, y, w, h, score]
 
 MEDIAPIPE_MODEL = Path("models") / "mediapipe" / "pose_landmarker_full_from_legacy.task"  # under shared data
@@ -32,32 +35,30 @@ class PersonDetector(Protocol):
     def __call__(self, image_bgr: np.ndarray) -> BoxArray: ...
 
 
-def _check_image(image_bgr: np.ndarray) -> None:
-    if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        shape = getattr(image_bgr, "shape", type(image_bgr).__name__)
-        raise ValueError(f"image: expected a BGR array of shape (H, W, 3), got {shape}")
-
-
-def validate_boxes(boxes: np.ndarray | Sequence[Sequence[float]], field: str = "boxes") -> BoxArray:
+def validate_boxes(
+    boxes: np.ndarray | Sequence[Sequence[float]], field: str = "boxes", image_size: tuple[int, int] | None = None
+) -> BoxArray:
     """Return boxes as ``(N, 5)`` float64; 4-column input gets score 1.
 
-    Raises ValueError naming ``field`` and the offending row for a wrong shape, non-finite values or a
-    non-positive width/height, because a silently-empty crop is much harder to debug downstream.
+    Raises ValueError naming ``field`` and the offending row for a wrong shape, values that are not
+    numbers, and what :func:`~hrnet_train.geometry.box_problems` refuses (non-finite, width/height <= 0,
+    and with ``image_size`` (height, width) a box wholly outside the image), because a silently-empty
+    or off-image crop gives keypoints that look fine and mean nothing.
     """
-    array = np.asarray(boxes, dtype=np.float64)
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: expected numbers [x, y, w, h(, score)] per box, got {boxes!r}") from None
     if array.size == 0:
         return np.zeros((0, 5), dtype=np.float64)
     if array.ndim == 1:
         array = array[None]
     if array.ndim != 2 or array.shape[1] not in (4, 5):
         raise ValueError(f"{field}: expected shape (N, 4) [x, y, w, h] or (N, 5) [x, y, w, h, score], got {array.shape}")
-    if not np.isfinite(array).all():
-        row = int(np.nonzero(~np.isfinite(array).all(axis=1))[0][0])
-        raise ValueError(f"{field}[{row}]: non-finite value in {array[row].tolist()}")
-    bad = np.nonzero((array[:, 2] <= 0) | (array[:, 3] <= 0))[0]
-    if bad.size:
-        row = int(bad[0])
-        raise ValueError(f"{field}[{row}]: width and height must be positive, got w={array[row, 2]}, h={array[row, 3]}")
+    problems = box_problems(array, image_size)
+    if problems:
+        row, problem = next(iter(problems.items()))
+        raise ValueError(f"{field}[{row}]: {problem}")
     if array.shape[1] == 4:
         array = np.concatenate([array, np.ones((len(array), 1))], axis=1)
     return array
@@ -70,7 +71,7 @@ class GivenBoxes:
         self.boxes = validate_boxes(boxes)
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         return self.boxes.copy()
 
 
@@ -78,7 +79,7 @@ class FullImage:
     """One person whose box is the whole frame: for images already cropped around a single person."""
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         height, width = image_bgr.shape[:2]
         return np.array([[0.0, 0.0, float(width), float(height), 1.0]])
 
@@ -176,7 +177,7 @@ class HogPeopleDetector:
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         factor = self.upscale
         if self.max_side is not None:
             factor = min(factor, self.max_side / max(image_bgr.shape[:2]))
@@ -240,7 +241,7 @@ class MediaPipePoseDetector:
         self.padding = padding
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         height, width = image_bgr.shape[:2]
         rgb = np.ascontiguousarray(image_bgr[..., ::-1])
         result = self._landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
