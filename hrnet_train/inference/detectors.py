@@ -84,6 +84,18 @@ class FullImage:
         return np.array([[0.0, 0.0, float(width), float(height), 1.0]])
 
 
+def _padded_box(points: np.ndarray, padding: float, image_size: tuple[int, int]) -> list[float]:
+    """xywh around (N, 2) ``points`` grown by ``padding`` x its width/height on each side, on the image
+    ((height, width)): it starts inside it and is at least 1 px wide and high, also when every point
+    lies beyond the border or on one line, so the estimator's box check never sees it empty or off-image."""
+    height, width = image_size
+    low, high = points.min(axis=0), points.max(axis=0)
+    pad = (high - low) * padding
+    low = np.clip(low - pad, 0.0, [width - 1.0, height - 1.0])
+    size = np.maximum(np.minimum(high + pad, [width, height]) - low, 1.0)
+    return [float(low[0]), float(low[1]), float(size[0]), float(size[1])]
+
+
 def boxes_from_poses(
     poses: Sequence[Mapping], image_size: tuple[int, int], min_keypoint_score: float = 0.3, padding: float = 0.1
 ) -> BoxArray:
@@ -95,7 +107,6 @@ def boxes_from_poses(
     would otherwise decay frame after frame through rescoring. A pose with fewer than two confident
     keypoints keeps its previous box.
     """
-    height, width = image_size
     boxes = []
     for pose in poses:
         keypoints = np.asarray(pose["keypoints"], dtype=np.float64)
@@ -104,12 +115,7 @@ def boxes_from_poses(
         if len(confident) < 2:
             boxes.append(previous[:5])
             continue
-        low, high = confident.min(axis=0), confident.max(axis=0)
-        pad = (high - low) * padding
-        low = np.maximum(low - pad, 0.0)
-        high = np.minimum(high + pad, [width, height])
-        size = np.maximum(high - low, 1.0)  # a degenerate (e.g. all joints on one line) box stays valid
-        boxes.append([low[0], low[1], size[0], size[1], previous[4] if previous.size > 4 else 1.0])
+        boxes.append([*_padded_box(confident, padding, image_size), previous[4] if previous.size > 4 else 1.0])
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
 
 
@@ -249,11 +255,7 @@ class MediaPipePoseDetector:
         for landmarks in result.pose_landmarks:
             xy = np.array([[p.x * width, p.y * height] for p in landmarks])
             presence = np.array([p.visibility or 0.0 for p in landmarks])
-            low, high = xy.min(axis=0), xy.max(axis=0)
-            pad = (high - low) * self.padding
-            low = np.maximum(low - pad, 0.0)
-            high = np.minimum(high + pad, [width, height])
-            boxes.append([low[0], low[1], high[0] - low[0], high[1] - low[1], float(presence.mean())])
+            boxes.append([*_padded_box(xy, self.padding, (height, width)), float(presence.mean())])
         return np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
 
 
