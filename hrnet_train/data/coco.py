@@ -335,10 +335,15 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     differ across workers and epochs while a seed reproduces a run. ``seed=None`` takes
     ``torch.initial_seed()`` at construction (so ``seed_everything`` controls it).
 
+    Person annotations and detections are checked when read (:mod:`hrnet_train.data.annotation_checks`):
+    a bad record raises, naming file, record, field and what was expected. ``drop_invalid_boxes`` skips
+    unusable boxes (outside the image, empty, non-finite) instead, ``skip_corrupt`` the other bad
+    records, missing image files (``check_files``) and images found unreadable when loaded; what they
+    skip leaves ``self.coco`` too and is counted (:meth:`skip_counts`).
+
     Options beyond the contract: ``use_joint_weights`` multiplies target weights by
-    ``keypoints.joint_weights``; ``check_files`` verifies every image exists at construction (with
-    ``skip_corrupt`` their instances are dropped and logged instead); ``drop_invalid_boxes`` skips boxes
-    lying outside their image like the reference instead of raising; ``max_decode_reduction`` (1 = off,
+    ``keypoints.joint_weights``; ``check_files`` verifies every image exists at construction;
+    ``max_decode_reduction`` (1 = off,
     reference pixels) lets JPEGs be decoded at 1/2, 1/4 or 1/8 size when the crop shrinks the box at
     least that much: the crop then samples a DCT box-filtered image (different, slightly smoother pixels,
     identical geometry and targets), decode is cheaper.
@@ -503,7 +508,8 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             return read_image(record.image_file, color_rgb=self.color_rgb, reduce=reduce)
         except (FileNotFoundError, ValueError) as error:
             raise type(error)(
-                f"{error} (image id {record.image_id}, annotation {record.annotation_id}, record {index})"
+                f"{error} (image id {record.image_id}, annotation {record.annotation_id}, record {index}; "
+                "data.skip_corrupt=true skips unreadable images and leaves them out of the evaluation)"
             ) from None
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -22,11 +22,12 @@ import pytorch_lightning as pl
 import torch
 
 from hrnet_train.config_schema import ConfigError, EvaluateConfig, validate_evaluate_config
-from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths
+from hrnet_train.data.coco import TopDownCocoDataset, checked_annotations, resolve_coco_paths
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.evaluation.coco_metric import load_coco, load_results
 from hrnet_train.evaluation.report_writer import ReportSettings, write_report
-from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions
+from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, leave_out_unread
 from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.trained_model import DEFAULT_KEYPOINTS, TrainedModel, load_trained_model
 
@@ -135,6 +136,7 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
             ann_file, img_dir, trained.keypoints, trained.codec, train=False, boxes=settings.boxes,
             det_file=settings.det_file, det_score_thr=settings.det_score_thr, color_rgb=trained.color_rgb,
             skip_corrupt=bool(data.get("skip_corrupt", False)),
+            drop_invalid_boxes=bool(data.get("drop_invalid_boxes", False)),
         )
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None
@@ -142,7 +144,9 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
     if instances is None:
         return None
     validation = PoseValidation(trained.codec, trained.keypoints, settings)
-    results = validation.results(instances)
+    coco, results, unread = leave_out_unread(dataset.coco, validation.results(instances), instances, dataset.records)
+    skipped = SkipCounts(dataset.skips)
+    skipped.add("corrupt image", len(unread))
     print(
         f"inference: {timing['instances']} boxes in {timing['seconds']:.1f} s "
         f"({timing['instances_per_second']:.1f} boxes/s, {timing['world_size']} process(es))",
@@ -175,9 +179,9 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
     if settings.boxes == "gt":  # one prediction per GT box: PCK reads it directly, before NMS
         pck_predictions = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
     return write_report(
-        out_dir, dataset.coco, results, trained.keypoints, run_settings,
+        out_dir, coco, results, trained.keypoints, run_settings,
         ReportSettings(**{**asdict(report), "run_label": label}), img_dir, pck_predictions,
-        extra={"throughput": timing},
+        extra={"throughput": timing, "skipped_image_ids": sorted(unread)}, skipped=skipped,
     )
 
 
@@ -189,7 +193,8 @@ def _score_results_file(config: EvaluateConfig, out_dir: Path, report: ReportSet
     try:
         keypoints = load_keypoint_set(config.keypoints or DEFAULT_KEYPOINTS)
         ann_file, img_dir = evaluation_paths(config.data, need_images=False)
-        coco = load_coco(ann_file)
+        coco = checked_annotations(load_coco(ann_file), keypoints, ann_file, drop_invalid_boxes=False,
+                                   skip_corrupt=False, skips=SkipCounts())
         results = load_results(Path(config.results).expanduser(), coco, keypoints.sigmas)
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None

@@ -21,7 +21,7 @@ from hrnet_train.config_schema import TrainConfig
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.plain import to_plain
 from hrnet_train.evaluation.coco_metric import format_stats_table
-from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics
+from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, leave_out_unread, pose_metrics
 from hrnet_train.training.step_logging import host_scalar, is_logging_step
 from hrnet_train.training.ema import ModelEMA
 from hrnet_train.training.losses import JointsMSELoss
@@ -138,7 +138,8 @@ class PoseLightningModule(pl.LightningModule):
         gt_box_poses = None
         if self.config.eval.boxes == "gt":  # one prediction per GT box, before NMS, as evaluate.py reports PCK
             gt_box_poses = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
-        stats = pose_metrics(dataset.coco, self.validation.results(instances), self.keypoints, gt_box_poses)
+        coco, results, _ = leave_out_unread(dataset.coco, self.validation.results(instances), instances, dataset.records)
+        stats = pose_metrics(coco, results, self.keypoints, gt_box_poses)
         self.last_stats = stats
         # The re-evaluation of the best checkpoint after fit (trainer.validate) is not an epoch: its numbers
         # reach callback_metrics (the runner's report) but not the logger's curves, and its table says so.

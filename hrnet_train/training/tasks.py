@@ -19,6 +19,7 @@ import torch
 
 from hrnet_train.codecs import create_codec
 from hrnet_train.config_schema import ConfigError, TrainConfig
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.models import create_model
@@ -37,7 +38,7 @@ class TrainingTask:
     ``stat_names``: the metrics read back from ``trainer.callback_metrics`` when the module's own
     ``last_stats`` did not come back (ddp_spawn validates in child processes). ``report_fields`` go into
     report.json; ``final_table(stats, label)`` is the final report's metrics table; ``describe`` the
-    banner's task line.
+    banner's task line; ``skipped()`` what ``data.skip_corrupt``/``data.drop_invalid_boxes`` left out.
     """
 
     name: str
@@ -50,6 +51,7 @@ class TrainingTask:
     init_summary: str = "from scratch"
     report_fields: dict[str, Any] = field(default_factory=dict)
     callbacks: list[pl.Callback] = field(default_factory=list)
+    skipped: Callable[[], SkipCounts] = SkipCounts  # what the data options skipped, for the final report
 
 
 def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> TrainingTask:
@@ -74,6 +76,7 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
         init_summary=init_summary,
         report_fields={"boxes": config.eval.boxes, "flip_test": config.eval.flip_test},
         callbacks=callbacks,
+        skipped=datamodule.skip_counts,
     )
 
 
