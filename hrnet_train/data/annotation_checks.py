@@ -47,8 +47,6 @@ INVALID_BOX = "invalid box"
 CORRUPT_ANNOTATION = "corrupt annotation"
 CORRUPT_DETECTION = "corrupt detection"
 VISIBILITY_FLAGS = (0, 1, 2)  # COCO: 0 unlabelled, 1 labelled but occluded, 2 labelled and visible
-
-
 MISSING = object()  # a field absent from its record (told apart from an explicit null)
 
 
