@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE
+from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE, error_line
 from hrnet_train.config_schema import (
     ConfigError,
     check_codec_section,
@@ -88,7 +88,7 @@ def _evaluate_app(cfg: DictConfig) -> None:
         print(f"evaluate.py: error: {error}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"evaluate.py: failed: {error}", file=sys.stderr, flush=True)
+        print(f"evaluate.py: failed: {error_line(error)}", file=sys.stderr, flush=True)
         sys.exit(EXIT_FAILURE)
 
 

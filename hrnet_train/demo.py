@@ -34,7 +34,7 @@ from hrnet_train.inference.estimator import PoseEstimator
 from hrnet_train.inference.media import Frame, FrameSource, VideoWriter, open_frames, write_keypoints_csv, write_keypoints_json
 from hrnet_train.inference.smoothing import PoseSmoother
 from hrnet_train.inference.tracking import Tracker
-from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE, UsageError
+from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE, UsageError, error_line
 from hrnet_train.config_schema import ConfigError
 from hrnet_train.override_check import check_overrides
 from hrnet_train.paths import config_dir
@@ -252,8 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report_error(error: BaseException, code: int) -> int:
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    print(f"hrnet_train.demo: {'error' if code == EXIT_USAGE else 'failed'}: {message}", file=sys.stderr)
+    print(f"hrnet_train.demo: {'error' if code == EXIT_USAGE else 'failed'}: {error_line(error)}", file=sys.stderr)
     return code
 
 

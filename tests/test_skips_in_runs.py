@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from hrnet_train.evaluation.coco_metric import evaluate_coco_keypoints
 from hrnet_train.evaluation.report_writer import METRICS_FILE, RESULTS_FILE, TABLE_FILE
 from hrnet_train.evaluation.runner import run_from_config
 from hrnet_train.models import create_model
-from hrnet_train.paths import config_dir
+from hrnet_train.paths import REPO_ROOT, config_dir
 from hrnet_train.training.runner import run_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -74,6 +76,18 @@ def test_evaluate_skip_corrupt_leaves_the_image_out_of_gt_and_predictions(damage
 def test_evaluate_without_the_option_names_the_image_and_the_option(damaged_tiny, tiny_pth, tmp_path) -> None:
     with pytest.raises(ValueError, match=rf"Corrupt JPEG data.*{DAMAGED_NAME} \(image id {DAMAGED_ID}.*data.skip_corrupt=true"):
         evaluate(damaged_tiny, tmp_path / "eval", tiny_pth, "num_workers=0")
+
+
+def test_evaluate_py_names_a_damaged_image_in_one_line_with_loader_workers(damaged_tiny, tiny_pth, tmp_path) -> None:
+    """A worker's error reaches the main process wrapped in the worker's traceback; the CLI prints its message."""
+    args = [f"ckpt={tiny_pth}", *FAST, f"data.root={damaged_tiny}", f"data.ann_file={TINY_GT}",
+            "data.img_dir=images/val2017", "num_workers=1", f"output_dir={tmp_path / 'out'}"]
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "evaluate.py"), *args], capture_output=True, text=True,
+                          timeout=300, cwd=REPO_ROOT)
+    assert done.returncode == 1
+    failure = [line for line in done.stderr.splitlines() if line.startswith("evaluate.py: failed: ")]
+    assert len(failure) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"{DAMAGED_NAME} (image id {DAMAGED_ID}" in failure[0] and "data.skip_corrupt=true" in failure[0]
 
 
 def test_evaluate_counts_missing_images_and_invalid_boxes(coco_tiny, tiny_pth, tmp_path) -> None:
