@@ -55,8 +55,10 @@ def _train_app(cfg: DictConfig) -> float:
         check_codec_section(config)
         # Imported only now (it imports Lightning), so field errors above still fail in about a second.
         from hrnet_train.training.launch import check_launch, hydra_multirun
+        from hrnet_train.training.preflight import check_components
 
         check_launch(config.trainer, multirun=hydra_multirun())
+        check_components(config)
     except ConfigError as error:
         print(f"train.py: config error: {error}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)

@@ -25,7 +25,7 @@ from hrnet_train.sizes import InputSize
 
 PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
-SCHEDULE_NAMES = ("multistep", "cosine", "constant")
+SCHEDULE_NAMES = ("multistep", "cosine", "flat_cosine", "constant")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
 BOX_SOURCES = ("gt", "det")
 NMS_MODES = ("oks", "soft", "none")
@@ -191,11 +191,15 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     betas: tuple[float, ...] = (0.9, 0.999)
+    no_decay_norm_bias: bool = False  # no weight decay on norm weights/biases and on every bias (RTMPose's AdamW)
+    head_lr_factor: float = 1.0  # LR of the model's head = factor x LR (e.g. 10 for a fresh head on a pretrained backbone)
 
     def check(self, prefix: str) -> OptimizerConfig:
         _one_of(self.name, OPTIMIZER_NAMES, f"{prefix}.name")
         if self.lr <= 0:
             raise ConfigError(f"{prefix}.lr: expected a positive learning rate, got {self.lr}")
+        if self.head_lr_factor <= 0:
+            raise ConfigError(f"{prefix}.head_lr_factor: expected a positive factor, got {self.head_lr_factor}")
         _at_least(self.base_batch_size, 1, f"{prefix}.base_batch_size")
         _at_least(self.weight_decay, 0.0, f"{prefix}.weight_decay")
         if len(self.betas) != 2:
@@ -215,6 +219,7 @@ class SchedulerConfig:
     warmup_iters: int = 0
     warmup_start_factor: float = 0.001
     min_lr_factor: float = 0.0
+    flat_fraction: float = 0.5  # flat_cosine: share of the steps at the full LR before the cosine (RTMPose: 210 of 420 epochs)
 
     def check(self, prefix: str) -> SchedulerConfig:
         _one_of(self.name, SCHEDULE_NAMES, f"{prefix}.name")
@@ -225,6 +230,8 @@ class SchedulerConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{prefix}.{name}: expected a value in [0, 1], got {value}")
+        if not 0.0 <= self.flat_fraction < 1.0:
+            raise ConfigError(f"{prefix}.flat_fraction: expected a fraction in [0, 1), got {self.flat_fraction}")
         return self
 
 

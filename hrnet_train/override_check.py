@@ -5,9 +5,11 @@ Hydra answers ``trainer.max_epoch=5`` with "Could not override ... To append to 
 parsed with Hydra's own grammar, the config is composed with the given group choices (the first value
 of a sweep), and every plain ``key=value`` whose key does not exist raises ConfigError with the
 closest known key ("did you mean 'trainer.max_epochs'?"); a group option that does not exist gets the
-closest option of that group. Keys added with ``+``/``++``, deletions (``~``) and ``hydra.*`` are left
-to Hydra. Config folders of the user's own (``hydra.searchpath=[file://...]``, ``--config-dir``) count
-as group options too; with them only the group options are checked (their files may add keys).
+closest option of that group. Groups added with ``+`` (``+recipe=simcc``, ``+recipe=[a,b]``) are
+composed in too, so the keys they bring are known. Keys added with ``+``/``++``, deletions (``~``) and
+``hydra.*`` are left to Hydra. Config folders of the user's own (``hydra.searchpath=[file://...]``,
+``--config-dir``) count as group options too; with them only the group options are checked (their
+files may add keys).
 """
 
 from __future__ import annotations
@@ -99,18 +101,24 @@ def check_overrides(config_name: str, argv: Sequence[str]) -> None:
     plain: list[str] = []
     for override in overrides:
         key = override.key_or_group
-        if key.startswith("hydra") or override.type != OverrideType.CHANGE or override.package is not None:
+        added = override.type == OverrideType.ADD
+        if key.startswith("hydra") or override.type not in (OverrideType.CHANGE, OverrideType.ADD) or override.package is not None:
             continue
         options = _group_options(key, extra_dirs)
         if options is None:
-            plain.append(key)
+            if not added:
+                plain.append(key)
             continue
-        values = [str(v) for v in override.sweep_iterator()] if override.is_sweep_override() else [str(override.value())]
+        # A value is an option or, for a group picked several times (+recipe=[a,b]), a list of them.
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
-            if value not in options and value != "null":
-                raise ConfigError(f"{key}={value}: no such option in conf/{key}{did_you_mean(value, options)}; "
-                                  f"options: {', '.join(options)}")
-        group_choices.append(f"{key}={values[0]}")
+            for option in (value if isinstance(value, list) else [value]):
+                if str(option) not in options and str(option) != "null":
+                    raise ConfigError(f"{key}={option}: no such option in conf/{key}{did_you_mean(str(option), options)}; "
+                                      f"options: {', '.join(options)}")
+        first = values[0]
+        text = "[" + ",".join(map(str, first)) + "]" if isinstance(first, list) else str(first)
+        group_choices.append(f"{'+' if added else ''}{key}={text}")
     if not plain or extra_dirs:
         return
     try:

@@ -10,7 +10,9 @@ differ between the listed runs (a sweep's rows read ``codec=dark data.input_size
 without overrides keep their path below the root. Columns: run, dataset, model, head, input size,
 codec (sigma), params, GMACs in the paper convention (conv weights x output pixels / 2^30) and true
 GFLOPs (2 x MACs, 1e9; see hrnet_train.complexity), the task's metrics of the best checkpoint (pose:
-GT-box AP/AP50/AP75/APm/APl/AR and torso PCK where logged), epochs, training wall time summed over
+GT-box AP/AP50/AP75/APm/APl/AR, torso PCK and the error-class shares of Ronchi & Perona --
+err_good, err_jitter, err_inversion, err_swap, err_miss, fractions of the matched keypoints -- where
+logged), epochs, training wall time summed over
 resumed segments, training samples/s (median of the logged ``train/samples_per_s``, all ranks
 together) and, with ``latency=true``, the CPU latency of one image (batch 1) of the best checkpoint.
 
@@ -43,7 +45,8 @@ OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 THROUGHPUT_TAG = "train/samples_per_s"
 # Metric columns per task, in table order; a column is shown when at least one run recorded it.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "pose": ("AP", "AP50", "AP75", "APm", "APl", "AR", "PCK_limbs", "PCK_all"),
+    "pose": ("AP", "AP50", "AP75", "APm", "APl", "AR", "PCK_limbs", "PCK_all",
+             "err_good", "err_jitter", "err_inversion", "err_swap", "err_miss"),
     "face": ("NME", "FR_0.08", "FR_0.10", "AUC_0.1"),
     "segmentation": ("mIoU", "pixel_acc", "mean_acc"),
 }

@@ -206,7 +206,7 @@ def build_codec(config: Mapping[str, Any], input_size: InputSize | tuple[int, in
     options = {k: v for k, v in dict(config).items() if not str(k).startswith("_")}
     options.update({k: v for k, v in dict(overrides or {}).items() if v is not None})
     if "name" not in options:
-        raise ValueError(f"codec: config has no 'name' (expected legacy, dark or udp), got {sorted(options)}")
+        raise ValueError(f"codec: config has no 'name' (expected one of the codecs in conf/codec/), got {sorted(options)}")
     return create_codec(options.pop("name"), tuple(input_size), **options)
 
 

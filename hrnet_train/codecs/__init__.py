@@ -1,8 +1,9 @@
-"""Heatmap codecs (target encoding, peak decoding, flip alignment, back-projection) and their factory.
+"""Codecs (target encoding, decoding, flip alignment, back-projection) and their factory.
 
-``legacy`` = official HRNet/MSRA (default, parity with official checkpoints), ``dark`` = Zhang et al.
-CVPR 2020, ``udp`` = Huang et al. CVPR 2020, ``face`` = the official HRNet face-landmark code.
-Configs: ``conf/codec/{legacy,dark,udp,face}.yaml``.
+Heatmap codecs: ``legacy`` = official HRNet/MSRA (default, parity with official checkpoints),
+``dark`` = Zhang et al. CVPR 2020, ``udp`` = Huang et al. CVPR 2020, ``face`` = the official HRNet
+face-landmark code. Coordinate classification: ``simcc`` = Li et al. ECCV 2022 (with head ``simcc``).
+Configs: ``conf/codec/<name>.yaml``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from hrnet_train.codecs.base import HeatmapCodec
 from hrnet_train.codecs.dark import DarkCodec
 from hrnet_train.codecs.face import FaceCodec
 from hrnet_train.codecs.legacy import LegacyCodec
+from hrnet_train.codecs.simcc import SimCCCodec
 from hrnet_train.codecs.udp import UdpCodec
 
-CODECS: dict[str, type[HeatmapCodec]] = {"legacy": LegacyCodec, "dark": DarkCodec, "udp": UdpCodec, "face": FaceCodec}
+CODECS: dict[str, type[HeatmapCodec]] = {
+    "legacy": LegacyCodec, "dark": DarkCodec, "udp": UdpCodec, "face": FaceCodec, "simcc": SimCCCodec,
+}
 
 
 def create_codec(name: str, input_size: tuple[int, int], sigma: float | None = None, **options: Any) -> HeatmapCodec:
@@ -36,4 +40,4 @@ def create_codec(name: str, input_size: tuple[int, int], sigma: float | None = N
         raise ValueError(f"codec {name!r}: bad options {sorted(options)}: {error}") from None
 
 
-__all__ = ["CODECS", "DarkCodec", "FaceCodec", "HeatmapCodec", "LegacyCodec", "UdpCodec", "create_codec"]
+__all__ = ["CODECS", "DarkCodec", "FaceCodec", "HeatmapCodec", "LegacyCodec", "SimCCCodec", "UdpCodec", "create_codec"]

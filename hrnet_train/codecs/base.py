@@ -6,8 +6,12 @@ mixing them is what costs AP (spec section 9). The convention is declared once p
 (``pixel_convention``: ``"size"`` = the reference's, ``"unit"`` = UDP's unit length, see
 ``hrnet_train/geometry.py``); crop and back-projection transforms, the heatmap -> crop-pixel ratio
 and the NumPy back-projection of exported keypoints all follow from it. Each codec also returns its
-torch decoder (``torch_decoder()``, for the GPU and ONNX) and, where it has one, its batched torch
-encoder (``torch_encoder()``, for ``data.pipeline=device``), so adding a codec touches its own file.
+torch decoder (``torch_decoder()``, for the GPU and ONNX), where it has one its batched torch
+encoder (``torch_encoder()``, for ``data.pipeline=device``), and names its training loss
+(``loss_name``, built by ``hrnet_train.training.losses.build_loss``), so adding a codec touches its
+own file. The network output a codec reads need not be heatmaps (SimCC reads per-joint logit rows):
+``output_shape`` says what it expects per crop, and ``target_as_output`` turns a training target into
+the output that decodes to it (the codec oracle's "perfect model").
 Encoding/decoding are plain numpy; ``flip_back`` also accepts torch tensors (flip test runs on model outputs).
 """
 
@@ -41,6 +45,7 @@ class HeatmapCodec(ABC):
     # Training flips mirror image coordinates as x -> W - image_flip_offset - x: 1 is the exact mirror of
     # 0-based pixel centres (the reference pose code); the face codec can keep the official face code's 0.
     image_flip_offset: float = 1.0
+    loss_name: str = "joints_mse"  # hrnet_train.training.losses.LOSSES key
 
     def __init__(self, input_size: tuple[int, int], sigma: float = 2.0, stride: int = 4, flip_shift: bool = False):
         height, width = (int(v) for v in input_size)
@@ -83,6 +88,14 @@ class HeatmapCodec(ABC):
         if self.pixel_convention == "unit":
             return (in_w - 1.0) / (w - 1.0), (in_h - 1.0) / (h - 1.0)
         return in_w / w, in_h / h
+
+    def output_shape(self, num_joints: int) -> tuple[int, ...]:
+        """The network output this codec decodes, per crop: (C*J, h, w) heatmaps."""
+        return (self.channels_per_joint * num_joints, *self.heatmap_size)
+
+    def target_as_output(self, target: np.ndarray) -> np.ndarray:
+        """The network output that decodes like ``target`` (heatmaps: the target itself)."""
+        return target
 
     @abstractmethod
     def torch_decoder(self) -> nn.Module:

@@ -7,15 +7,27 @@ reference order (half-body, scale, rotation, flip) so a seed reproduces a sample
 ``sampling="face"`` draws the official face recipe instead (spec A.9; ``FACE_AUGMENT``): no half-body,
 scale x U(1-f, 1+f), rotation U(-r, r) with probability ``prob_rotation``, flip, in that order.
 
-Optional photometric and occlusion augmentation (albumentations) act on the uint8 crop after the warp;
-they are off by default because the official recipe has none.
+Options beyond the reference, all off by default (RTMPose, Jiang et al. 2023, uses each of them):
+
+* ``scale_range`` / ``max_rotation``: RTMPose's draws (mmpose ``RandomBBoxTransform``): scale factor
+  from a normal truncated to the range (mean its middle, sd half its width; RTMPose 0.6-1.4), rotation
+  from a normal truncated to +-``max_rotation`` degrees with that sd (RTMPose 80), instead of the
+  reference's clipped normals.
+* box jitter (``prob_box_jitter``): the person box is enlarged by U(``box_jitter_scale``) and its
+  centre moved by U(-s, s) x box size per axis (s = ``box_jitter_shift``) before the crop, so the
+  model also sees loose, off-centre boxes as whole-frame crops and detector boxes give them.
+* photometric and occlusion (albumentations ``CoarseDropout``) act on the uint8 crop after the warp;
+  a joint under a hole keeps its label (the model learns to infer occluded joints).
+* two stages (``stage2_epochs``, ``stage2``): the last N epochs use the ``stage2`` field overrides,
+  e.g. gentler geometry and less dropout (RTMPose's last 30 of 420 epochs: rotation 60, scale
+  0.75-1.25, no shift, dropout p 0.5); :meth:`AugmentConfig.for_epoch` picks the stage.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -51,29 +63,67 @@ class AugmentConfig:
     hue: float = 0.02  # fraction of the hue circle
     prob_color: float = 0.5
     prob_blur: float = 0.1
-    # Occlusion (albumentations CoarseDropout on the crop): up to max_holes black rectangles.
+    # Occlusion (albumentations CoarseDropout on the crop): min_holes..max_holes black rectangles.
     occlusion: bool = False
     prob_occlusion: float = 0.3
+    min_holes: int = 1
     max_holes: int = 3
-    max_hole_fraction: float = 0.25  # hole side as a fraction of the crop side
+    min_hole_fraction: float = 0.05  # hole side as a fraction of the crop side (RTMPose: 0.2-0.4, one hole)
+    max_hole_fraction: float = 0.25
+    # RTMPose's truncated-normal draws instead of the reference's clipped ones (None = reference).
+    scale_range: tuple[float, ...] | None = None  # [low, high] scale factors, e.g. [0.6, 1.4]
+    max_rotation: float | None = None  # degrees, e.g. 80
+    # Box jitter before the crop: box x U(box_jitter_scale), centre + U(-s, s) x box size (s = box_jitter_shift).
+    prob_box_jitter: float = 0.0
+    box_jitter_scale: tuple[float, ...] = (1.0, 1.0)
+    box_jitter_shift: float = 0.0
+    # Two stages: the last stage2_epochs epochs use these field overrides (e.g. {max_rotation: 60}).
+    stage2_epochs: int = 0
+    stage2: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"AugmentConfig.sampling: expected one of {SAMPLINGS}, got {self.sampling!r}")
-        for name in ("scale_factor", "rot_factor", "half_body_padding", "brightness", "contrast", "hue"):
+        for name in ("scale_factor", "rot_factor", "half_body_padding", "brightness", "contrast", "hue", "box_jitter_shift"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AugmentConfig.{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("prob_rotation", "prob_flip", "prob_half_body", "prob_color", "prob_blur", "prob_occlusion"):
+        for name in ("prob_rotation", "prob_flip", "prob_half_body", "prob_color", "prob_blur", "prob_occlusion", "prob_box_jitter"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"AugmentConfig.{name}: expected a probability in [0, 1], got {value}")
         if self.scale_factor >= 1.0:
             raise ValueError(f"AugmentConfig.scale_factor: must be < 1 (scale must stay positive), got {self.scale_factor}")
-        if self.max_holes < 1 or not 0.0 < self.max_hole_fraction <= 1.0:
+        if not 1 <= self.min_holes <= self.max_holes or not 0.0 < self.min_hole_fraction <= self.max_hole_fraction <= 1.0:
             raise ValueError(
-                f"AugmentConfig: max_holes must be >= 1 and max_hole_fraction in (0, 1], "
-                f"got {self.max_holes}, {self.max_hole_fraction}"
+                f"AugmentConfig: expected 1 <= min_holes <= max_holes and 0 < min_hole_fraction <= max_hole_fraction <= 1, "
+                f"got {self.min_holes}, {self.max_holes}, {self.min_hole_fraction}, {self.max_hole_fraction}"
             )
+        if self.scale_range is not None:
+            object.__setattr__(self, "scale_range", _positive_range(self.scale_range, "scale_range"))
+        object.__setattr__(self, "box_jitter_scale", _positive_range(self.box_jitter_scale, "box_jitter_scale"))
+        if self.max_rotation is not None and not 0.0 <= self.max_rotation <= 180.0:
+            raise ValueError(f"AugmentConfig.max_rotation: expected degrees in [0, 180], got {self.max_rotation}")
+        if self.stage2_epochs < 0:
+            raise ValueError(f"AugmentConfig.stage2_epochs: must be >= 0, got {self.stage2_epochs}")
+        nested = sorted({"stage2", "stage2_epochs"} & set(self.stage2))
+        if nested:
+            raise ValueError(f"AugmentConfig.stage2: {nested} cannot be set inside stage2")
+        if self.stage2:
+            self._stage2_config()  # unknown keys and bad values fail now, not when stage 2 starts
+
+    def _stage2_config(self) -> AugmentConfig:
+        try:
+            return replace(self, stage2_epochs=0, stage2={}, **self.stage2)
+        except TypeError:
+            known = {f.name for f in fields(self)} - {"stage2", "stage2_epochs"}
+            raise ValueError(f"AugmentConfig.stage2: unknown key(s) {sorted(set(self.stage2) - known)}; known: {sorted(known)}") from None
+
+    def for_epoch(self, epoch: int, max_epochs: int | None) -> AugmentConfig:
+        """The settings in force in ``epoch`` (0-based) of ``max_epochs``: ``stage2`` applied in the last
+        ``stage2_epochs`` epochs, else these (also when the run length is unknown, ``max_epochs`` None or < 1)."""
+        if self.stage2_epochs == 0 or max_epochs is None or max_epochs < 1 or epoch < max_epochs - self.stage2_epochs:
+            return self
+        return self._stage2_config()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> AugmentConfig:
@@ -85,6 +135,22 @@ class AugmentConfig:
         if unknown:
             raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**dict(values))
+
+
+def _positive_range(values: Sequence[float], name: str) -> tuple[float, float]:
+    bounds = tuple(float(v) for v in values)
+    if len(bounds) != 2 or not 0.0 < bounds[0] <= bounds[1]:
+        raise ValueError(f"AugmentConfig.{name}: expected [low, high] with 0 < low <= high, got {list(values)}")
+    return bounds  # type: ignore[return-value]
+
+
+def truncated_normal(rng: np.random.Generator) -> float:
+    """A standard normal draw truncated to [-1, 1] by resampling (not clipping, which would pile up
+    mass at the bounds): the draw of mmpose's ``RandomBBoxTransform`` that RTMPose uses."""
+    while True:
+        value = float(rng.standard_normal())
+        if -1.0 <= value <= 1.0:
+            return value
 
 
 # The official face recipe (spec A.9: SCALE_FACTOR 0.25, ROT_FACTOR 30, rotation p 0.6, FLIP true).
@@ -147,8 +213,8 @@ def sample_augmentation(
     config: AugmentConfig,
     aspect_ratio: float,
 ) -> AugmentParams:
-    """Draw one sample's half-body / scale / rotation / flip in the reference order (spec 3.4 2-5;
-    face sampling: spec A.9, no half-body)."""
+    """Draw one sample's half-body / box jitter / scale / rotation / flip in the reference order (spec
+    3.4 2-5; box jitter, off by default, draws nothing when off; face sampling: spec A.9, no half-body)."""
     center = np.array(center, dtype=np.float64)
     scale = np.array(scale, dtype=np.float64)
     if config.sampling == "face":
@@ -161,11 +227,21 @@ def sample_augmentation(
         box = half_body_box(joints, visible, keypoints, aspect_ratio, config.half_body_padding, choose_upper)
         if box is not None:
             center, scale = box
+    if config.prob_box_jitter > 0.0 and rng.random() < config.prob_box_jitter:
+        scale = scale * rng.uniform(*config.box_jitter_scale)
+        center = center + rng.uniform(-1.0, 1.0, 2) * config.box_jitter_shift * scale * PIXEL_STD
     sf, rf = config.scale_factor, config.rot_factor
-    scale = scale * float(np.clip(rng.standard_normal() * sf + 1.0, 1.0 - sf, 1.0 + sf))
+    if config.scale_range is None:
+        scale = scale * float(np.clip(rng.standard_normal() * sf + 1.0, 1.0 - sf, 1.0 + sf))
+    else:
+        low, high = config.scale_range
+        scale = scale * ((low + high) / 2.0 + truncated_normal(rng) * (high - low) / 2.0)
     rotation = 0.0
     if rng.random() <= config.prob_rotation:
-        rotation = float(np.clip(rng.standard_normal() * rf, -2.0 * rf, 2.0 * rf))
+        if config.max_rotation is None:
+            rotation = float(np.clip(rng.standard_normal() * rf, -2.0 * rf, 2.0 * rf))
+        else:
+            rotation = truncated_normal(rng) * config.max_rotation
     flip = bool(config.flip and rng.random() <= config.prob_flip)
     return AugmentParams(center=center, scale=scale, rotation=rotation, flip=flip)
 
@@ -199,9 +275,9 @@ def build_crop_augmentation(config: AugmentConfig):  # -> albumentations.Compose
     if config.occlusion:
         steps.append(
             A.CoarseDropout(
-                num_holes_range=(1, config.max_holes),
-                hole_height_range=(0.05, config.max_hole_fraction),
-                hole_width_range=(0.05, config.max_hole_fraction),
+                num_holes_range=(config.min_holes, config.max_holes),
+                hole_height_range=(config.min_hole_fraction, config.max_hole_fraction),
+                hole_width_range=(config.min_hole_fraction, config.max_hole_fraction),
                 fill=0,
                 p=config.prob_occlusion,
             )

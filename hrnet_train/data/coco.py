@@ -390,7 +390,8 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         self.keypoints = keypoints
         self.codec = codec
         self.train = train
-        self.augment = augment if augment is not None else AugmentConfig()
+        self.augment_schedule = augment if augment is not None else AugmentConfig()  # as configured, with its stage 2
+        self.augment = self.augment_schedule  # the settings in force (set_epoch switches to stage 2)
         self.color_rgb = color_rgb
         self.skip_corrupt = skip_corrupt
         self.use_joint_weights = use_joint_weights
@@ -448,10 +449,21 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         self.rng = np.random.default_rng([self.seed, self.epoch, self.worker_id])
         bind_crop_augmentation_rng(self._crop_augmentation, self.rng)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Start the random stream of ``epoch`` (call before each epoch's DataLoader iteration)."""
+    def set_epoch(self, epoch: int, max_epochs: int | None = None) -> None:
+        """Start the random stream of ``epoch`` (call before each epoch's DataLoader iteration); with
+        the run's ``max_epochs``, also the augmentation stage of that epoch (``AugmentConfig.for_epoch``)."""
         self.epoch = int(epoch)
+        if self.train:
+            active = self.augment_schedule.for_epoch(self.epoch, max_epochs)
+            if active != self.augment:
+                self.augment = active
+                self._crop_augmentation = build_crop_augmentation(active)
         self.reseed()
+
+    @property
+    def augment_stage(self) -> int:
+        """1, or 2 once ``set_epoch`` has switched to the ``stage2`` settings."""
+        return 1 if self.augment is self.augment_schedule else 2
 
     # ------------------------------------------------------------------ checks
 

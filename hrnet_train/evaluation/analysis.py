@@ -70,6 +70,13 @@ class ErrorAnalysis:
     def totals(self) -> dict[str, int]:
         return {name: int(n) for name, n in zip(ERROR_CLASSES, self.counts.sum(axis=0), strict=True)}
 
+    @property
+    def shares(self) -> dict[str, float]:
+        """Fraction of all classified keypoints in each class (0 for every class when there are none)."""
+        totals = self.totals
+        overall = sum(totals.values())
+        return {name: count / overall if overall else 0.0 for name, count in totals.items()}
+
     def worst(self, n: int) -> list[InstanceMatch]:
         """The ``n`` matches with the lowest OKS, worst first."""
         return sorted(self.matches, key=lambda m: (m.oks, m.image_id, m.annotation_id))[:n]

@@ -22,7 +22,9 @@ BATCH = 256  # instances decoded at once: bounds memory on full COCO val (about 
 
 
 def perfect_heatmap(codec, record: InstanceRecord, flip_index: np.ndarray | None = None) -> np.ndarray:
-    """Target of ``record``'s crop; with ``flip_index``, averaged with its flip-test counterpart.
+    """Target of ``record``'s crop as the network output that decodes to it (``codec.target_as_output``:
+    heatmaps are their own, SimCC logits the log of its labels); with ``flip_index``, averaged with its
+    flip-test counterpart.
 
     The flip test feeds the model the crop with its columns reversed (spec 6.1), in which joint k
     appears where joint ``flip_index[k]`` was, at x -> W_in - 1 - x. A perfect model returns that
@@ -32,13 +34,13 @@ def perfect_heatmap(codec, record: InstanceRecord, flip_index: np.ndarray | None
     """
     crop_joints = affine_points(record.joints[:, :2], codec.crop_transform(record.center, record.scale))
     visible = record.joints[:, 2]
-    target, _ = codec.encode(crop_joints, visible)
+    output = codec.target_as_output(codec.encode(crop_joints, visible)[0])
     if flip_index is None:
-        return target
+        return output
     mirrored = crop_joints[flip_index].copy()
     mirrored[:, 0] = codec.input_size[1] - 1 - mirrored[:, 0]
-    mirrored_target, _ = codec.encode(mirrored, visible[flip_index])
-    return (target + codec.flip_back(mirrored_target[None], flip_index)[0]) / 2.0
+    mirrored_output = codec.target_as_output(codec.encode(mirrored, visible[flip_index])[0])
+    return (output + codec.flip_back(mirrored_output[None], flip_index)[0]) / 2.0
 
 
 def _batches(n: int) -> Iterator[slice]:

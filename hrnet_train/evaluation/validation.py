@@ -3,8 +3,9 @@
 Per batch: the network's heatmaps (flip test when on), decoded at once into a small table of poses.
 At the end: the tables of all DDP ranks are gathered (``all_gather_object``: ranks may hold different
 counts), deduplicated by dataset index (DistributedSampler pads with repeats) and restored to dataset
-order, so N processes give exactly the results of one. Scoring (COCO OKS AP plus torso PCK for
-single-person LSPET-style sets) is :func:`pose_metrics`, the numbers both paths report.
+order, so N processes give exactly the results of one. Scoring (COCO OKS AP, the shares of the
+error classes of Ronchi & Perona, plus torso PCK for single-person LSPET-style sets) is
+:func:`pose_metrics`, the numbers both paths report.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hrnet_train.config_schema import EvalConfig
 from hrnet_train.data.coco import InstanceRecord, without
 from hrnet_train.decoding.flip_test import flip_test
 from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig, PredictionAccumulator
+from hrnet_train.evaluation.analysis import analyze_errors
 from hrnet_train.evaluation.coco_metric import evaluate_coco_keypoints
 from hrnet_train.evaluation.pck import annotation_pck, pck_applies
 from hrnet_train.keypoints import KeypointSet
@@ -99,10 +101,21 @@ def pose_metrics(
     gt_box_poses: Mapping[int, np.ndarray] | None = None,
     pck_alpha: float = 0.2,
 ) -> dict[str, float]:
-    """COCO OKS stats of ``results``, plus ``PCK_limbs``/``PCK_all`` for LSPET-style sets when one
-    prediction per GT box is given (``gt_box_poses``: annotation id -> keypoints)."""
+    """COCO OKS stats of ``results``, the error-class shares ``err_good`` ... ``err_miss`` (fractions of
+    the matched labelled keypoints, :mod:`hrnet_train.evaluation.analysis`), plus ``PCK_limbs``/``PCK_all``
+    for LSPET-style sets when one prediction per GT box is given (``gt_box_poses``: annotation id -> keypoints)."""
     stats = evaluate_coco_keypoints(coco, results, sigmas=keypoints.sigmas)
+    stats.update({f"err_{name}": share for name, share in analyze_errors(coco, results, keypoints).shares.items()})
     if gt_box_poses is not None and pck_applies(keypoints):
         pck = annotation_pck(coco, keypoints, gt_box_poses, pck_alpha)
         stats = {**stats, "PCK_limbs": pck.limbs, "PCK_all": pck.all_joints}
     return stats
+
+
+def secondary_stats_line(stats: Mapping[str, float]) -> str:
+    """One line after the AP table: torso PCK (when computed) and the error-class shares, in percent."""
+    parts = [f"PCK@0.2 limbs {100 * stats['PCK_limbs']:.1f} %, all {100 * stats['PCK_all']:.1f} %"] if "PCK_limbs" in stats else []
+    shares = [f"{name[4:]} {100 * value:.1f}" for name, value in stats.items() if name.startswith("err_")]
+    if shares:
+        parts.append("keypoints (%): " + ", ".join(shares))
+    return "; ".join(parts)

@@ -93,7 +93,14 @@ def source_from_checkpoint(path: str, prefer_ema: bool = True, codec_name: str |
     trained = load_trained_model(path, prefer_ema=prefer_ema)
     codec = trained.codec
     if codec_name is not None and codec_name != codec.name:
-        codec = create_codec(codec_name, codec.input_size, sigma=codec.sigma, stride=codec.stride)
+        swapped = create_codec(codec_name, codec.input_size, sigma=codec.sigma, stride=codec.stride)
+        joints = trained.keypoints.num_joints
+        if swapped.output_shape(joints) != codec.output_shape(joints):
+            raise ValueError(
+                f"codec={codec_name}: decodes outputs of shape {swapped.output_shape(joints)}, this checkpoint's "
+                f"head gives {codec.output_shape(joints)} ({codec.name}); only codecs of one output layout swap"
+            )
+        codec = swapped
     metadata = {
         "source": str(path),
         "model": trained.model_name,

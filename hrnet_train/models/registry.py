@@ -120,9 +120,10 @@ def create_model(
     variant's defaults; ``head_options`` are merged key by key. An output count given by the
     mapping or the keywords replaces the variant's (of either name).
     ``num_joints`` (keypoint heatmaps; default 17) or ``num_classes`` (segmentation logits), not
-    both; ``head`` 'v1' (default) | 'v2' | 'v2_bias' | 'hrfpn' (HRNet only; see
+    both; ``head`` 'v1' (default) | 'v2' | 'v2_bias' | 'hrfpn' | 'simcc' (HRNet only; see
     :mod:`hrnet_train.models.heads`), ``head_name`` the head's attribute (default 'final_layer'),
-    ``head_options`` for 'hrfpn' (``out_channels``, ``num_outs``, ``pooling``); ``spec`` a full
+    ``head_options`` for 'hrfpn' (``out_channels``, ``num_outs``, ``pooling``) and 'simcc'
+    (``input_size``, ``split_ratio``); ``spec`` a full
     spec or a partial override of the named one, ``multi_scale_output`` (HRNet; ``None`` = what
     the head needs), ``init`` 'official' (default) | 'pytorch'. ``pretrained`` (keyword or the
     mapping's ``pretrained``): an ImageNet HRNet checkpoint (.pth/.pt/.safetensors) whose backbone

@@ -43,13 +43,18 @@ class ThroughputMonitor(pl.Callback):
 
 
 class DatasetEpochSeeder(pl.Callback):
-    """Calls ``train_dataset.set_epoch(epoch)`` before each epoch so augmentation draws depend only on
-    (seed, epoch, worker): a resumed run reproduces the uninterrupted one."""
+    """Calls ``train_dataset.set_epoch(epoch, max_epochs)`` before each epoch so augmentation draws depend
+    only on (seed, epoch, worker) -- a resumed run reproduces the uninterrupted one -- and a two-stage
+    augmentation switches in the right epoch; says so when the stage changes."""
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dataset = getattr(trainer.datamodule, "train_dataset", None)
-        if dataset is not None and hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(trainer.current_epoch)
+        if dataset is None or not hasattr(dataset, "set_epoch"):
+            return
+        stage = getattr(dataset, "augment_stage", None)
+        dataset.set_epoch(trainer.current_epoch, max_epochs=trainer.max_epochs)
+        if getattr(dataset, "augment_stage", None) != stage:
+            pl_module.print(f"augmentation: stage {dataset.augment_stage} from epoch {trainer.current_epoch}")
 
 
 class StderrProgressBar(TQDMProgressBar):

@@ -21,11 +21,17 @@ from hrnet_train.config_schema import TrainConfig
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.plain import to_plain
 from hrnet_train.evaluation.coco_metric import format_stats_table
-from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, leave_out_unread, pose_metrics
+from hrnet_train.evaluation.validation import (
+    PoseValidation,
+    gt_box_predictions,
+    leave_out_unread,
+    pose_metrics,
+    secondary_stats_line,
+)
 from hrnet_train.training.step_logging import host_scalar, is_logging_step
 from hrnet_train.training.ema import ModelEMA
-from hrnet_train.training.losses import JointsMSELoss
-from hrnet_train.training.schedules import StepwiseLR, build_optimizer, scale_lr
+from hrnet_train.training.losses import build_loss
+from hrnet_train.training.schedules import StepwiseLR, build_optimizer, parameter_groups, scale_lr
 from hrnet_train.training.visualization import prediction_grid
 
 
@@ -39,8 +45,7 @@ class PoseLightningModule(pl.LightningModule):
         self.keypoints = keypoints
         self.codec = codec
         self.save_hyperparameters(dict(hparams))
-        joint_weights = keypoints.joint_weights.tolist() if config.loss.use_joint_weights else None
-        self.loss = JointsMSELoss(config.loss.use_target_weight, joint_weights, config.loss.ohkm_topk)
+        self.loss = build_loss(codec, config.loss, keypoints)
         self.channels_last = config.trainer.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -99,9 +104,10 @@ class PoseLightningModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = self.config.optimizer
+        groups = parameter_groups(self.model, opt.weight_decay, opt.no_decay_norm_bias, opt.head_lr_factor)
         optimizer = build_optimizer(
-            opt.name, self.model.parameters(), self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum,
-            opt.betas, fused=self.device.type == "cuda",
+            opt.name, groups, self.scaled_lr(self.global_batch_size()), opt.weight_decay, opt.momentum, opt.betas,
+            fused=self.device.type == "cuda",
         )
         max_epochs = self.trainer.max_epochs
         steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max_epochs)
@@ -148,7 +154,7 @@ class PoseLightningModule(pl.LightningModule):
         self.log("val/num_instances", float(len(instances)), on_step=False, on_epoch=True, logger=not final)
         box_source = "gt" if self.config.eval.boxes == "gt" else "detector"
         label = "best checkpoint" if final else f"epoch {self.current_epoch}"
-        self.last_table = format_stats_table({label: stats}, box_source)
+        self.last_table = "\n".join(filter(None, [format_stats_table({label: stats}, box_source), secondary_stats_line(stats)]))
         if self.trainer.is_global_zero and not self.trainer.sanity_checking and not final:
             self.print(self.last_table)
             self._log_to_tensorboard()
@@ -162,9 +168,9 @@ class PoseLightningModule(pl.LightningModule):
         if self._vis_batch is None:
             return
         vis = self._vis_batch
-        stride = np.array(self.codec.input_size[::-1], dtype=np.float64) / np.array(self.codec.heatmap_size[::-1])
+        stride = np.array(self.codec.heatmap_to_input())
         pred, _ = self.codec.decode(vis["heatmaps"])
-        gt, _ = self.codec.decode(vis["targets"])
+        gt, _ = self.codec.decode(self.codec.target_as_output(vis["targets"]))
         grid = prediction_grid(
             vis["images"], pred * stride, gt * stride, vis["weights"] > 0, self.keypoints.skeleton, color_rgb=self.config.data.color_rgb
         )

@@ -247,7 +247,10 @@ def _print_banner(config: TrainConfig, task: TrainingTask, trainer: pl.Trainer, 
         f"learning rate  : {scaled:.6g} = {opt.lr:g} x {global_batch}/{opt.base_batch_size}" if opt.scale_lr
         else f"learning rate  : {scaled:.6g} (linear scaling off)",
         f"schedule       : {config.scheduler.name} {list(config.scheduler.milestones) if config.scheduler.name == 'multistep' else ''}"
+        f"{f'flat {config.scheduler.flat_fraction:g} ' if config.scheduler.name == 'flat_cosine' else ''}"
         f" warmup {config.scheduler.warmup_iters} it, {config.trainer.max_epochs} epochs",
+        f"optimizer      : {opt.name}, weight decay {opt.weight_decay:g}{' (none on norm/bias)' if opt.no_decay_norm_bias else ''}"
+        f", head LR x {opt.head_lr_factor:g}, EMA {f'decay {config.ema.decay:g}' if config.ema.enabled else 'off'}",
         f"seed           : {config.seed}  deterministic {config.trainer.deterministic}",
         f"data           : {config.data.root}  sha256 {hashes}",
         f"weights        : {task.init_summary if ckpt_path is None else 'resumed from ' + ckpt_path}",

@@ -17,7 +17,6 @@ import pytorch_lightning as pl
 
 import torch
 
-from hrnet_train.codecs import create_codec
 from hrnet_train.config_schema import ConfigError, TrainConfig
 from hrnet_train.data.skips import SkipCounts
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
@@ -28,7 +27,7 @@ from hrnet_train.training.checkpointing import checkpoint_hparams
 from hrnet_train.training.datamodule import PoseDataModule
 from hrnet_train.training.fine_tune import BackboneFreeze, InitFromError, initialize_from
 from hrnet_train.training.module import PoseLightningModule
-from hrnet_train.trained_model import CheckpointError
+from hrnet_train.trained_model import CheckpointError, build_codec
 
 
 @dataclass
@@ -58,8 +57,7 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
     """Top-down keypoints on COCO-format data: heatmap codec targets, OKS AP (and PCK) validation."""
     input_size = config.data.input_hw
     keypoints = load_keypoint_set(config.keypoints)
-    codec_options = dict(config.codec)
-    codec = create_codec(codec_options.pop("name"), input_size, **codec_options)
+    codec = build_codec(config.codec, input_size)
     model = create_model(config.model, num_joints=keypoints.num_joints)
     init_summary, callbacks = _initialise(model, config, keypoints, codec.channels_per_joint, input_size)
     datamodule = PoseDataModule(config.data, config.eval, keypoints, codec, config.seed, uses_gpu=config.trainer.uses_gpu)
