@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE
+from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE, error_line
 from hrnet_train.config_schema import (
     ConfigError,
     check_accelerator,
@@ -66,6 +66,7 @@ def _train_app(cfg: DictConfig) -> float:
         sys.exit(EXIT_USAGE)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
+    from hrnet_train.image_io import ImageReadError
     from hrnet_train.training.divergence import TrainingDiverged
     from hrnet_train.training.launch import RankAudit
     from hrnet_train.training.runner import run_training
@@ -79,6 +80,9 @@ def _train_app(cfg: DictConfig) -> float:
         sys.exit(EXIT_USAGE)
     except TrainingDiverged as error:  # the run failed; no checkpoint holds the diverged weights
         print(f"train.py: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_FAILURE)
+    except ImageReadError as error:  # a damaged image met mid-run (data.skip_corrupt=true skips them): one line
+        print(f"train.py: failed: {error_line(error)}", file=sys.stderr, flush=True)
         sys.exit(EXIT_FAILURE)
     metric = config.optimized_metric.removeprefix("val/")
     return float(report["stats"][metric])
@@ -96,7 +100,7 @@ def _evaluate_app(cfg: DictConfig) -> None:
         print(f"evaluate.py: error: {error}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"evaluate.py: failed: {error}", file=sys.stderr, flush=True)
+        print(f"evaluate.py: failed: {error_line(error)}", file=sys.stderr, flush=True)
         sys.exit(EXIT_FAILURE)
 
 

@@ -147,6 +147,16 @@ def int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+def error_line(error: BaseException) -> str:
+    """An error's message on one line. One re-raised from a DataLoader worker carries the worker's
+    traceback in its message (torch's "Caught ValueError in DataLoader worker process 0. Original
+    Traceback ..."): only the original message, its last line, is kept -- it names the file and record."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and lines[1].startswith("Original Traceback"):
+        return lines[-1].split(": ", 1)[-1]
+    return " ".join(lines)
+
+
 def run_tool(prog: str, main: Callable[[], Any]) -> int:
     """Run a tool's ``main`` with the project's exit codes; prints one line for an error, no traceback."""
     try:
@@ -155,7 +165,6 @@ def run_tool(prog: str, main: Callable[[], Any]) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
-        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        print(f"{prog}: failed: {message}", file=sys.stderr)
+        print(f"{prog}: failed: {error_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     return 0

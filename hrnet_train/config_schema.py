@@ -161,6 +161,7 @@ class DataConfig(LoaderSettings):
     val_img_dir: str | None = None
     color_rgb: bool = True
     skip_corrupt: bool = False
+    drop_invalid_boxes: bool = False
     generate_synthetic: bool = False
     synthetic: dict = field(default_factory=dict)
     lspet_source: str | None = None   # LSPET folder (joints.mat + images/) converted into root when missing

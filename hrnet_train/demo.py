@@ -37,10 +37,10 @@ from hrnet_train.decoding.nms import oks_nms
 from hrnet_train.inference.detectors import HogPeopleDetector, PersonDetector, boxes_from_poses, create_detector
 from hrnet_train.drawing import draw_poses
 from hrnet_train.inference.estimator import PoseEstimator
-from hrnet_train.inference.media import FrameSource, VideoWriter, open_frames, write_keypoints_csv, write_keypoints_json
+from hrnet_train.inference.media import Frame, FrameSource, VideoWriter, open_frames, write_keypoints_csv, write_keypoints_json
 from hrnet_train.inference.smoothing import PoseSmoother
 from hrnet_train.inference.tracking import Tracker
-from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE, UsageError
+from hrnet_train.cli_args import EXIT_FAILURE, EXIT_USAGE, UsageError, error_line
 from hrnet_train.config_schema import ConfigError
 from hrnet_train.override_check import check_overrides
 from hrnet_train.paths import config_dir
@@ -145,6 +145,14 @@ def _media_path(output: Path, source: FrameSource, frame_name: str) -> Path:
     return output / f"{stem}.mp4"
 
 
+def _orientation_note(frame: Frame, exif_rotate: bool) -> str:
+    """What was done with an image's EXIF orientation tag, so keypoints are read in the right frame."""
+    if exif_rotate:
+        return f"{frame.name}: EXIF orientation {frame.exif_orientation} applied (exif_rotate=true): keypoints refer to the upright image"
+    return (f"{frame.name}: EXIF orientation {frame.exif_orientation} not applied (exif_rotate=false): keypoints refer to "
+            "the stored pixels, as in evaluation")
+
+
 def run_demo(cfg: DictConfig) -> DemoResult:
     """Run the whole pipeline for a composed config.
 
@@ -155,7 +163,7 @@ def run_demo(cfg: DictConfig) -> DemoResult:
         _check_options(cfg)
         if cfg.num_threads is not None:
             torch.set_num_threads(int(cfg.num_threads))
-        source = open_frames(int(cfg.input) if isinstance(cfg.input, int) else str(cfg.input))
+        source = open_frames(int(cfg.input) if isinstance(cfg.input, int) else str(cfg.input), bool(cfg.exif_rotate))
         estimator = _build_estimator(cfg)
         detector = _build_detector(cfg, estimator.task)
     except (FileNotFoundError, ValueError, ImportError) as error:
@@ -181,6 +189,8 @@ def run_demo(cfg: DictConfig) -> DemoResult:
         for frame in source.frames:
             if cfg.max_frames is not None and frame.index >= cfg.max_frames:
                 break
+            if frame.exif_orientation != 1:
+                progress.write(_orientation_note(frame, bool(cfg.exif_rotate)))
             start = time.perf_counter()
             if is_video and previous and frame.index % cfg.detect_every:
                 boxes = boxes_from_poses(previous, frame.image.shape[:2], **OmegaConf.to_container(cfg.propagate))
@@ -256,8 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report_error(error: BaseException, code: int) -> int:
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    print(f"hrnet_train.demo: {'error' if code == EXIT_USAGE else 'failed'}: {message}", file=sys.stderr)
+    print(f"hrnet_train.demo: {'error' if code == EXIT_USAGE else 'failed'}: {error_line(error)}", file=sys.stderr)
     return code
 
 

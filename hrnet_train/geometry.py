@@ -15,6 +15,8 @@ Output sizes are ``(height, width)`` tuples like everywhere in this project.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -42,6 +44,35 @@ def box_to_center_scale(
     scale = np.stack([w_fixed / pixel_std, h_fixed / pixel_std], axis=-1).astype(np.float32)
     scale = scale * np.float32(padding)
     return center.astype(np.float64), scale.astype(np.float64)
+
+
+def box_problems(boxes: np.ndarray, image_sizes: np.ndarray | Sequence[int] | None = None) -> dict[int, str]:
+    """Rows of (N, >=4) xywh ``boxes`` that no crop can be made from, each with why.
+
+    The one box check of ground-truth, detector and API boxes (vectorised: a whole COCO split at once).
+    A box is refused for a non-finite value, a width or height <= 0 (:func:`box_to_center_scale` would
+    give a zero scale, i.e. a degenerate crop) and, given ``image_sizes`` ((height, width), one for all
+    rows or (N, 2)), for not overlapping its image on any side: the reference's clipping moves a box left
+    of or above the image onto its border (x=0 / y=0) and crops pixels that show another place.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(len(boxes), -1)
+    x, y, w, h = (boxes[:, i] for i in range(4))
+    finite = np.isfinite(boxes).all(axis=1)
+    empty = finite & ~((w > 0) & (h > 0))
+    problems: dict[int, str] = {}
+    for row in np.nonzero(~finite)[0]:
+        problems[int(row)] = f"non-finite value in {boxes[row].tolist()}"
+    for row in np.nonzero(empty)[0]:
+        problems[int(row)] = f"width and height must be positive, got w={w[row]}, h={h[row]}"
+    if image_sizes is not None:
+        height, width = np.broadcast_to(np.asarray(image_sizes, dtype=np.float64), (len(boxes), 2)).T
+        sides = {"right of": x >= width, "below": y >= height, "left of": x + w <= 0, "above": y + h <= 0}
+        outside = finite & ~empty & np.logical_or.reduce(list(sides.values()))
+        for row in np.nonzero(outside)[0]:
+            side = next(name for name, hit in sides.items() if hit[row])
+            problems[int(row)] = (f"box {boxes[row, :4].tolist()} lies wholly {side} the "
+                                  f"{width[row]:g}x{height[row]:g} image (expected some overlap with it)")
+    return dict(sorted(problems.items()))
 
 
 def _perpendicular_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:

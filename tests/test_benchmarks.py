@@ -120,3 +120,19 @@ def test_epoch_quick_table(coco_mini: Path) -> None:
     assert float(cpu[1]) > 0 and float(device[1]) > 0 and cpu[3] == "1.00x"
     assert "80 samples/epoch" in output  # 86 coco_mini train instances, batches of 8, drop_last
     assert output.count("the pipeline keeps up") + output.count("the pipeline does NOT keep up") == 2
+
+
+def test_image_decode_quick_table(coco_mini: Path) -> None:
+    output = run_script("image_decode.py", "--root", str(coco_mini))
+    (strict,) = table_rows(output, "read_image (strict)")
+    assert float(strict[1]) > 0 and float(strict[2]) > 0  # ms per image, ratio to the previous reader
+    ((copies, refused, silent),) = table_rows(output, columns=3)[1:]
+    assert int(copies) == 12 and int(refused.split()[0]) + int(silent.split()[0]) == 12
+
+
+def test_annotation_checks_quick_table(shared_data: Path) -> None:
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "annotation_checks.py"), "--quick"],
+                               capture_output=True, text=True, timeout=120, cwd=BENCHMARKS.parent)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (values,) = table_rows(completed.stdout, "value check (checked_annotations)")
+    assert float(values[1]) > 0 and "10000 annotations" in completed.stdout

@@ -12,7 +12,9 @@ from hrnet_train.inference.detectors import (
     HogPeopleDetector,
     PersonDetector,
     box_nms,
+    boxes_from_poses,
     create_detector,
+    validate_boxes,
 )
 
 
@@ -73,7 +75,7 @@ def test_bad_boxes_and_inputs_raise_clear_errors():
         GivenBoxes([[0, 0, 10]])
     with pytest.raises(ValueError, match=r"boxes\[0\]: non-finite"):
         GivenBoxes([[0, np.nan, 10, 10]])
-    with pytest.raises(ValueError, match="image: expected a BGR array"):
+    with pytest.raises(ValueError, match=r"image: expected a uint8 \(H, W, 3\) image array .* got uint8 \(10, 10\)"):
         FullImage()(np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="unknown name 'yolo'"):
         create_detector("yolo")
@@ -106,3 +108,11 @@ def test_mediapipe_detector_boxes_the_yoga_person(shared_data):
     x, y, w, h, _ = boxes[0]
     # The man spans about x 230-780 (hands to hands), y 240-670 (head to feet) in the 1000x667 image.
     assert 180 < x < 300 and 180 < y < 300 and 450 < w < 620 and 350 < h < 480
+
+
+def test_boxes_from_poses_stay_on_the_image_when_keypoints_leave_it():
+    # every confident keypoint right of a 64x48 frame: the propagated box must still overlap the image
+    pose = {"keypoints": np.array([[70.0, 10.0, 0.9], [80.0, 30.0, 0.9]]), "box": [50, 0, 14, 40, 0.8]}
+    (box,) = boxes_from_poses([pose], (48, 64))
+    assert box[0] < 64 and box[2] >= 1 and box[3] >= 1 and box[4] == 0.8
+    validate_boxes(box, "propagated", (48, 64))  # what the estimator checks

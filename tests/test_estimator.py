@@ -156,7 +156,7 @@ def test_bad_inputs_raise_clear_errors(estimator, tmp_path):
         estimator.predict([image, image], boxes=[[[0, 0, 10, 10]]])
     with pytest.raises(ValueError, match="give boxes or a detector, not both"):
         estimator.predict(image, boxes=[[0, 0, 10, 10]], detector=FullImage())
-    with pytest.raises(ValueError, match=r"images\[1\]: expected a uint8 \(H, W, 3\) array .* got float32"):
+    with pytest.raises(ValueError, match=r"images\[1\]: expected a uint8 \(H, W, 3\) image array .* got float32"):
         estimator.predict([image, image.astype(np.float32)])
     with pytest.raises(ValueError, match="channel_order: expected one of"):
         estimator.predict(image, channel_order="bgra")

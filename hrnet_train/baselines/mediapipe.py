@@ -28,7 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from hrnet_train.data.coco import InstanceRecord, gt_records, load_coco
+from hrnet_train.data.coco import InstanceRecord, checked_annotations, gt_records, load_coco
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.image_io import read_image
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.cli_args import CommandLine, Option, UsageError, run_tool
@@ -186,7 +187,8 @@ def run_baseline(
 ) -> dict[str, Any]:
     """Predict every GT box of ``ann_file`` with MediaPipe and write the standard report; returns metrics."""
     keypoint_set = load_keypoint_set(keypoints)
-    coco = load_coco(ann_file)
+    coco = checked_annotations(load_coco(ann_file), keypoint_set, ann_file, drop_invalid_boxes=False, skip_corrupt=False,
+                               skips=SkipCounts())
     # Square crops (aspect 1): MediaPipe's detector and landmark model take square inputs.
     records = gt_records(coco, img_dir, keypoint_set, aspect_ratio=1.0, ann_file=ann_file)
     if not records:

@@ -1,4 +1,5 @@
-"""Data: the COCO top-down dataset (coco) with its instance records (records) and augmentation (augment),
+"""Data: the COCO top-down dataset (coco) with its instance records (records), the checks of what it reads
+(annotation_checks) and the counts of what tolerance options skipped (skips), and augmentation (augment),
 face landmark files (face_formats), face instances (face_records) for the same dataset and the converter
 of the official face downloads (face_convert), the
 synthetic people (synthetic) and faces (synthetic_faces) generators with their shared file layout

@@ -18,7 +18,7 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,12 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
+from hrnet_train.data.annotation_checks import (
+    check_structure,
+    detection_problems,
+    keypoint_annotation_problems,
+    resolve_problems,
+)
 from hrnet_train.data.augment import (
     AugmentConfig,
     bind_crop_augmentation_rng,
@@ -37,6 +43,7 @@ from hrnet_train.data.augment import (
 from hrnet_train.config_schema import INSTANCE_KINDS
 from hrnet_train.data.face_records import face_records
 from hrnet_train.data.records import InstanceRecord  # noqa: F401 (callers import the record type from here)
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.image_io import read_image, read_jpeg_bytes, reduced_to_full
 from hrnet_train.pipeline_options import CROP_AUGMENTATIONS, check_pipeline
 from hrnet_train.keypoints import KeypointSet
@@ -128,19 +135,44 @@ def load_coco(ann_file: str | Path) -> COCO:
     missing = [key for key in ("images", "annotations") if not isinstance(dataset.get(key), list)]
     if missing:
         raise ValueError(f"{ann_file}: not a COCO annotation file: missing or non-list key(s) {missing}")
-    for image in dataset["images"]:
-        absent = [k for k in ("id", "file_name", "width", "height") if k not in image]
-        if absent:
-            raise ValueError(f"{ann_file}: image entry {image.get('id', '?')} lacks field(s) {absent}")
-    for ann in dataset["annotations"]:
-        absent = [k for k in ("id", "image_id", "bbox", "category_id") if k not in ann]
-        if absent:
-            raise ValueError(f"{ann_file}: annotation {ann.get('id', '?')} lacks field(s) {absent}")
+    check_structure(dataset, ann_file)
+    return _indexed(dataset)
+
+
+def _indexed(dataset: dict) -> COCO:
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
         coco.createIndex()
     return coco
+
+
+def without(coco: COCO, image_ids: Collection[int] = (), annotation_ids: Collection[int] = ()) -> COCO:
+    """A re-indexed copy of ``coco`` lacking these images (with their annotations) and annotations:
+    what is skipped leaves the ground truth too, so the metric does not count it as missed."""
+    if not image_ids and not annotation_ids:
+        return coco
+    images, annotations = set(image_ids), set(annotation_ids)
+    dataset = dict(coco.dataset)
+    dataset["images"] = [image for image in coco.dataset["images"] if image["id"] not in images]
+    dataset["annotations"] = [ann for ann in coco.dataset["annotations"]
+                              if ann["image_id"] not in images and ann["id"] not in annotations]
+    return _indexed(dataset)
+
+
+def checked_annotations(
+    coco: COCO, keypoints: KeypointSet, ann_file: str | Path, drop_invalid_boxes: bool, skip_corrupt: bool,
+    skips: SkipCounts,
+) -> COCO:
+    """``coco`` whose keypoint annotations passed :func:`keypoint_annotation_problems`; the others raise a
+    ValueError naming file, image, annotation, field and what was expected, or are left out and counted
+    in ``skips`` under the option for their kind."""
+    problems = keypoint_annotation_problems(coco, keypoint_category_id(coco, keypoints, ann_file), keypoints)
+    dropped = resolve_problems(
+        problems, lambda ann_id: f"{ann_file}: image {coco.anns[ann_id]['image_id']} annotation {ann_id}",
+        drop_invalid_boxes, skip_corrupt, skips,
+    )
+    return without(coco, annotation_ids=dropped)
 
 
 def keypoint_category_id(coco: COCO, keypoints: KeypointSet, ann_file: str | Path = "<annotations>") -> int:
@@ -181,9 +213,9 @@ def gt_records(
     """Ground-truth person instances by the reference rules (spec 3.1-3.2).
 
     Per image (in ``coco.getImgIds()`` order): non-crowd person annotations whose keypoint list is not
-    all zero, box cleaned by :func:`clean_bbox`, kept when ``area > 0``. A box lying entirely outside
-    its image is an annotation error: raised (naming file, image and annotation id) unless
-    ``drop_invalid_boxes`` (the reference silently drops it).
+    all zero, box cleaned by :func:`clean_bbox`, kept when ``area > 0``. Values are expected checked
+    (:func:`checked_annotations`); a box that clean_bbox empties is still raised here (naming file,
+    image and annotation id) unless ``drop_invalid_boxes`` (the reference silently drops it).
     """
     img_dir = Path(img_dir)
     expected = 3 * keypoints.num_joints
@@ -216,7 +248,7 @@ def gt_records(
                     f"{where}: bbox {ann['bbox']} lies outside the {width}x{height} image "
                     f"(pass drop_invalid_boxes=True to skip such boxes like the reference)"
                 )
-            if float(ann.get("area", 0.0)) <= 0.0 or max(raw) == 0:
+            if float(ann["area"]) <= 0.0 or max(raw) == 0:  # the reference's filters (spec 3.1)
                 continue
             joints = np.asarray(raw, dtype=np.float64).reshape(-1, 3)
             joints[:, 2] = np.minimum(joints[:, 2], 1.0)
@@ -239,43 +271,52 @@ def gt_records(
 
 
 def detection_records(
-    coco: COCO, det_file: str | Path, img_dir: str | Path, keypoints: KeypointSet, aspect_ratio: float, score_thr: float
+    coco: COCO, det_file: str | Path, img_dir: str | Path, keypoints: KeypointSet, aspect_ratio: float, score_thr: float,
+    drop_invalid_boxes: bool = False, skip_corrupt: bool = False, skips: SkipCounts | None = None,
 ) -> list[InstanceRecord]:
-    """Detector boxes (spec 3.3): category 1, score >= ``score_thr``, raw box, joints zero / labelled."""
+    """Detector boxes (spec 3.3): category 1, score >= ``score_thr``, raw box, joints zero / labelled.
+
+    Entries are checked by :func:`detection_problems` (an object, integer image id, numeric finite
+    score, a bbox of four numbers overlapping its image); a bad one raises a ValueError naming the
+    file, entry and field, or with ``drop_invalid_boxes`` (boxes) / ``skip_corrupt`` (the rest) is
+    left out and counted in ``skips``.
+    """
     det_file = Path(det_file)
     if not det_file.is_file():
         raise FileNotFoundError(f"detection file not found: {det_file}")
-    with det_file.open() as handle:
-        detections = json.load(handle)
+    try:
+        with det_file.open() as handle:
+            detections = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{det_file}: not valid JSON ({error})") from None
     if not isinstance(detections, list):
         raise ValueError(f"{det_file}: expected a JSON list of COCO detection results, got {type(detections).__name__}")
+    used, boxes, problems = detection_problems(detections, coco, PERSON_CATEGORY_ID, score_thr)
+    dropped = resolve_problems(problems, lambda i: f"{det_file}: entry {i}", drop_invalid_boxes, skip_corrupt,
+                               SkipCounts() if skips is None else skips)
     img_dir = Path(img_dir)
     joints = np.zeros((keypoints.num_joints, 3), dtype=np.float64)
     joints[:, 2] = 1.0
     records = []
-    for i, det in enumerate(detections):
-        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in det]
-        if missing:
-            raise ValueError(f"{det_file}: entry {i} lacks field(s) {missing}")
-        if det["category_id"] != PERSON_CATEGORY_ID or det["score"] < score_thr:
+    for index, box in zip(used.tolist(), boxes):
+        if index in dropped:
             continue
-        if det["image_id"] not in coco.imgs:
-            raise ValueError(f"{det_file}: entry {i} refers to image {det['image_id']}, absent from the annotations")
-        box = np.asarray(det["bbox"], dtype=np.float64)
-        if box.shape != (4,):
-            raise ValueError(f"{det_file}: entry {i} (image {det['image_id']}) bbox must be [x, y, w, h], got {det['bbox']}")
+        det = detections[index]
+        image = coco.imgs.get(det["image_id"])
+        if image is None:
+            raise ValueError(f"{det_file}: entry {index} refers to image {det['image_id']}, absent from the annotations")
         center, scale = box_to_center_scale(box, aspect_ratio)
         records.append(
             InstanceRecord(
                 image_id=int(det["image_id"]),
-                image_file=img_dir / coco.imgs[det["image_id"]]["file_name"],
+                image_file=img_dir / image["file_name"],
                 center=center,
                 scale=scale,
                 joints=joints.copy(),
                 box_score=float(det["score"]),
                 area=float(box[2] * box[3]),
-                bbox=box,
-                image_size=(int(coco.imgs[det["image_id"]]["height"]), int(coco.imgs[det["image_id"]]["width"])),
+                bbox=box.copy(),
+                image_size=(int(image["height"]), int(image["width"])),
             )
         )
     return records
@@ -294,10 +335,15 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     differ across workers and epochs while a seed reproduces a run. ``seed=None`` takes
     ``torch.initial_seed()`` at construction (so ``seed_everything`` controls it).
 
+    Person annotations and detections are checked when read (:mod:`hrnet_train.data.annotation_checks`):
+    a bad record raises, naming file, record, field and what was expected. ``drop_invalid_boxes`` skips
+    unusable boxes (outside the image, empty, non-finite) instead, ``skip_corrupt`` the other bad
+    records, missing image files (``check_files``) and images found unreadable when loaded; what they
+    skip leaves ``self.coco`` too and is counted (:meth:`skip_counts`).
+
     Options beyond the contract: ``use_joint_weights`` multiplies target weights by
-    ``keypoints.joint_weights``; ``check_files`` verifies every image exists at construction (with
-    ``skip_corrupt`` their instances are dropped and logged instead); ``drop_invalid_boxes`` skips boxes
-    lying outside their image like the reference instead of raising; ``max_decode_reduction`` (1 = off,
+    ``keypoints.joint_weights``; ``check_files`` verifies every image exists at construction;
+    ``max_decode_reduction`` (1 = off,
     reference pixels) lets JPEGs be decoded at 1/2, 1/4 or 1/8 size when the crop shrinks the box at
     least that much: the crop then samples a DCT box-filtered image (different, slightly smoother pixels,
     identical geometry and targets), decode is cheaper.
@@ -363,26 +409,31 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         self.aspect_ratio = width / height
         self.coco = load_coco(self.ann_file)
         self._check_categories()
+        self.skips = SkipCounts()  # what the options skipped while reading the files
+        if boxes not in ("gt", "det") or (boxes == "det" and det_file is None):
+            raise ValueError(f"TopDownCocoDataset: boxes must be 'gt' or 'det' (with det_file, a COCO detection "
+                             f"results JSON), got boxes={boxes!r}, det_file={det_file!r}")
         if instances == "face":
             self.records = face_records(self.coco, self.img_dir, keypoints, self.ann_file)
-        elif boxes == "gt":
-            self.records = gt_records(
-                self.coco, self.img_dir, keypoints, self.aspect_ratio, self.ann_file, drop_invalid_boxes
-            )
-        elif boxes == "det":
-            if det_file is None:
-                raise ValueError("TopDownCocoDataset: boxes='det' needs det_file (a COCO detection results JSON)")
-            self.records = detection_records(
-                self.coco, det_file, self.img_dir, keypoints, self.aspect_ratio, det_score_thr
-            )
         else:
-            raise ValueError(f"TopDownCocoDataset: boxes must be 'gt' or 'det', got {boxes!r}")
+            self.coco = checked_annotations(self.coco, keypoints, self.ann_file, drop_invalid_boxes, skip_corrupt, self.skips)
+            if boxes == "gt":
+                self.records = gt_records(
+                    self.coco, self.img_dir, keypoints, self.aspect_ratio, self.ann_file, drop_invalid_boxes
+                )
+            else:
+                self.records = detection_records(
+                    self.coco, det_file, self.img_dir, keypoints, self.aspect_ratio, det_score_thr,
+                    drop_invalid_boxes, skip_corrupt, self.skips,
+                )
         if check_files:
             self._check_image_files()
         if not self.records:
             source = self.ann_file if boxes == "gt" else f"{det_file} (score >= {det_score_thr})"
             raise ValueError(f"{source}: no {instances} instances to use (empty split)")
-        self.skipped: dict[int, str] = {}  # record index -> reason, filled when skip_corrupt
+        # Records whose image turned out unreadable (skip_corrupt), in shared memory so that the
+        # DataLoader workers' finds reach the run's summary.
+        self.unreadable = torch.zeros(len(self.records), dtype=torch.bool).share_memory_()
         self._crop_augmentation = build_crop_augmentation(self.augment) if train else None
         self.seed = int(torch.initial_seed() % 2**63) if seed is None else int(seed)
         self.epoch = 0
@@ -443,7 +494,17 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             )
         before = len(self.records)
         self.records = [r for r in self.records if r.image_id not in missing]
+        self.coco = without(self.coco, image_ids=missing)
+        self.skips.add("missing image", len(missing))
         log.warning("%s: dropped %d instances of %d missing images (%s)", self.ann_file, before - len(self.records), len(missing), listed)
+
+    def skip_counts(self) -> SkipCounts:
+        """What was skipped so far: records left out while reading the files, and images found unreadable
+        while loading samples (in any worker; counted per image)."""
+        counts = SkipCounts(self.skips)
+        unread = {self.records[i].image_id for i in torch.nonzero(self.unreadable).flatten().tolist()}
+        counts.add("corrupt image", len(unread))
+        return counts
 
     # ------------------------------------------------------------------ samples
 
@@ -459,7 +520,8 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             return read_image(record.image_file, color_rgb=self.color_rgb, reduce=reduce)
         except (FileNotFoundError, ValueError) as error:
             raise type(error)(
-                f"{error} (image id {record.image_id}, annotation {record.annotation_id}, record {index})"
+                f"{error} (image id {record.image_id}, annotation {record.annotation_id}, record {index}; "
+                "data.skip_corrupt=true skips unreadable images and leaves them out of the evaluation)"
             ) from None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -468,20 +530,22 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
     def load_sample(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         """Build sample ``index`` drawing augmentation from ``rng``.
 
-        With ``skip_corrupt`` an unreadable image is logged, remembered in ``self.skipped`` and another
-        index is drawn from ``rng`` instead.
+        With ``skip_corrupt`` an unreadable image is logged, flagged in ``self.unreadable`` and another
+        index is drawn from ``rng`` instead (an evaluation then leaves the image out: see
+        :func:`~hrnet_train.evaluation.validation.unread_images`).
         """
         for _ in range(len(self.records)):
-            if index not in self.skipped:
+            if not self.unreadable[index]:
                 try:
                     return self._sample(index, rng)
                 except (FileNotFoundError, ValueError) as error:
                     if not self.skip_corrupt:
                         raise
-                    self.skipped[index] = str(error)
-                    log.warning("skipping unreadable image (%d skipped so far): %s", len(self.skipped), error)
+                    self.unreadable[index] = True
+                    log.warning("skipping unreadable image (%d records skipped so far): %s",
+                                int(self.unreadable.sum()), error)
             index = int(rng.integers(len(self.records)))
-        raise RuntimeError(f"{self.ann_file}: no readable image left ({len(self.skipped)} skipped)")
+        raise RuntimeError(f"{self.ann_file}: no readable image left ({int(self.unreadable.sum())} records skipped)")
 
     def _decode_factor(self, scale: np.ndarray) -> int:
         """Largest JPEG reduction (<= ``max_decode_reduction``) that still leaves >= 1 source px per crop px."""

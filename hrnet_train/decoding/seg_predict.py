@@ -108,8 +108,9 @@ def multi_scale_scores(
     (official Cityscapes: 2048; None = the input's own long side). ``window`` (H, W) is the tile of
     scales above 1 (official: ``TEST.IMAGE_SIZE``, 1024x2048); None runs every scale on the whole image.
     """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"multi_scale_scores: expected normalised images (N, 3, H, W), got {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[1] != 3 or 0 in images.shape[2:] or not images.is_floating_point():
+        raise ValueError(f"multi_scale_scores: expected normalised images (N, 3, H, W), float, H and W >= 1, "
+                         f"got {images.dtype} {tuple(images.shape)}")
     if not scales or min(scales) <= 0:
         raise ValueError(f"multi_scale_scores: scales must be positive numbers, got {list(scales)}")
     height, width = images.shape[-2:]

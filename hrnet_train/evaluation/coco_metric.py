@@ -21,6 +21,9 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from hrnet_train.data.annotation_checks import is_integer_id, number_problems, numeric_rows
+from hrnet_train.data.coco import load_coco as load_annotation_file
+
 STAT_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 # COCOeval.summarize order for boxes (small objects and three maxDets recall values).
 BBOX_STAT_NAMES: tuple[str, ...] = (
@@ -36,15 +39,10 @@ def _quiet(enabled: bool) -> contextlib.AbstractContextManager:
     return contextlib.redirect_stdout(io.StringIO()) if enabled else contextlib.nullcontext()
 
 
-def load_coco(gt: COCO | str | Path, quiet: bool = True) -> COCO:
-    """A pycocotools COCO object from an object or an annotation file path."""
-    if isinstance(gt, COCO):
-        return gt
-    path = Path(gt)
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: {path}")
-    with _quiet(quiet):
-        return COCO(str(path))
+def load_coco(gt: COCO | str | Path) -> COCO:
+    """A pycocotools COCO object from an object or an annotation file path (structure-checked by
+    :func:`hrnet_train.data.coco.load_coco`, as every reader of annotation files)."""
+    return gt if isinstance(gt, COCO) else load_annotation_file(gt)
 
 
 def scored_instances(coco: COCO) -> int:
@@ -57,22 +55,43 @@ def scored_instances(coco: COCO) -> int:
 
 
 def _check_results(results: list[dict], source: str, coco_gt: COCO, iou_type: str, sigmas: np.ndarray | None) -> None:
+    """Every result an object with an integer image id of the ground truth, a finite numeric score and
+    3 x J finite numbers as keypoints (or four as bbox): a string score would sort wrongly and a null
+    keypoint become NaN inside COCOeval, giving numbers that look like a result."""
     if not results:
         raise ValueError(f"{source}: no results to evaluate (empty list)")
     field = "keypoints" if iou_type == "keypoints" else "bbox"
-    num_joints = None if sigmas is None else len(sigmas)
-    for i, result in enumerate(results):
+    length = 4 if iou_type == "bbox" else None if sigmas is None else 3 * len(sigmas)
+    scores, values = [], []
+    for i, result in enumerate(results):  # the one pass over the results
+        if not isinstance(result, dict):
+            raise ValueError(f"{source}: result {i} is a {type(result).__name__}, expected an object")
         for key in ("image_id", "score", field):
             if key not in result:
                 raise ValueError(f"{source}: result {i} has no '{key}' field")
-        if result["image_id"] not in coco_gt.imgs:
+        image_id = result["image_id"]
+        if not is_integer_id(image_id):
+            raise ValueError(f"{source}: result {i} has image_id {image_id!r} (a {type(image_id).__name__}), "
+                             "expected an integer image id of the ground truth")
+        if image_id not in coco_gt.imgs:
             raise ValueError(
-                f"{source}: result {i} has image_id {result['image_id']}, which is not in the ground truth"
+                f"{source}: result {i} has image_id {image_id}, which is not in the ground truth"
             )
-        if num_joints is not None and iou_type == "keypoints" and len(result["keypoints"]) != 3 * num_joints:
-            raise ValueError(
-                f"{source}: result {i} has {len(result['keypoints'])} keypoint values, expected 3 x {num_joints}"
-            )
+        scores.append(result["score"])
+        values.append(result[field])
+    _, problems = number_problems(scores, "score")
+    if problems:
+        row, text = next(iter(problems.items()))
+        raise ValueError(f"{source}: result {row}: {text}")
+    if length is None:
+        return
+    expected = f"3 x {length // 3} = {length} numbers" if field == "keypoints" else None
+    array, problems = numeric_rows(values, length, field, expected)
+    bad = np.nonzero(~np.isfinite(array).all(axis=1))[0]
+    if problems or bad.size:
+        row = min([*problems, *bad.tolist()])
+        text = problems.get(row) or f"{field} holds a non-finite value ({float(array[row][~np.isfinite(array[row])][0])!r})"
+        raise ValueError(f"{source}: result {row}: {text}")
 
 
 def load_results(
@@ -113,7 +132,7 @@ def evaluate_coco_keypoints(
     """
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    coco_gt = load_coco(gt, quiet)
+    coco_gt = load_coco(gt)
     sigma_array = None if sigmas is None else np.asarray(sigmas, dtype=np.float64)
     result_list = load_results(results, coco_gt, sigma_array, iou_type)
     if iou_type == "keypoints" and scored_instances(coco_gt) == 0:

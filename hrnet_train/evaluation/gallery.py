@@ -14,6 +14,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from hrnet_train.drawing import draw_skeleton
+from hrnet_train.image_io import read_image
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.evaluation.analysis import ErrorAnalysis, InstanceMatch
 
@@ -77,9 +78,10 @@ def render_worst_gallery(
     tiles = []
     for match in worst:
         path = img_dir / coco_gt.imgs[match.image_id]["file_name"]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"gallery: cannot read image {path} (image id {match.image_id})")
+        try:  # the stored pixels, which the keypoints refer to (cv2.imread would apply EXIF rotation)
+            image = read_image(path, color_rgb=False)
+        except (FileNotFoundError, ValueError) as error:
+            raise type(error)(f"gallery: {error} (image id {match.image_id})") from None
         predicted = np.asarray(results[match.result_index]["keypoints"], dtype=np.float64).reshape(-1, 3)
         caption = f"OKS {match.oks:.2f}  image {match.image_id}"
         tiles.append(render_tile(image, coco_gt.anns[match.annotation_id], predicted, keypoint_set, caption, tile_hw))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.evaluation.analysis import ERROR_CLASSES, ErrorAnalysis, analyze_errors
 from hrnet_train.evaluation.coco_metric import BOX_SOURCE_LABELS, evaluate_coco_keypoints, format_stats_table
 from hrnet_train.evaluation.gallery import render_worst_gallery
@@ -77,11 +78,14 @@ def write_report(
     img_dir: str | Path | None = None,
     pck_predictions: Mapping[int, np.ndarray] | None = None,
     extra: Mapping[str, Any] | None = None,
+    skipped: SkipCounts | None = None,
 ) -> dict[str, Any]:
     """Write results + metrics + analysis into ``out_dir``, print the tables; return metrics.json's content.
 
     ``pck_predictions`` (annotation id -> keypoints) gives PCK one prediction per GT box; without it
     the OKS matching of the error analysis decides. ``extra`` (e.g. throughput) goes into metrics.json.
+    ``skipped`` (what the tolerance options left out of ``coco`` and ``results``) is said under the
+    metrics table and stored in metrics.json, so a number computed on fewer images says so.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,13 +93,17 @@ def write_report(
     results_path.write_text(json.dumps(results))
     print(f"results: {len(results)} person poses -> {results_path}", flush=True)
     metrics: dict[str, Any] = {"results_file": str(results_path), "settings": dict(settings), **dict(extra or {})}
+    skip_line = ""
+    if skipped is not None:
+        metrics["skipped"] = dict(skipped)
+        skip_line = f"\n\n{skipped.summary()} (left out of the evaluation: ground truth and predictions alike)"
     if report.format_only:
-        print("format_only: results written, no metric computed (no ground-truth keypoints)", flush=True)
+        print("format_only: results written, no metric computed (no ground-truth keypoints)" + skip_line, flush=True)
         return metrics
 
     sigmas = keypoint_set.sigmas
     stats = evaluate_coco_keypoints(coco, results, sigmas=sigmas)
-    table = format_stats_table({report.run_label: stats}, BOX_SOURCES[report.box_source])
+    table = format_stats_table({report.run_label: stats}, BOX_SOURCES[report.box_source]) + skip_line
     metrics.update({"box_source": BOX_SOURCE_LABELS[BOX_SOURCES[report.box_source]], "stats": stats})
     print(table, flush=True)
     (out / TABLE_FILE).write_text(table + "\n")

@@ -27,15 +27,16 @@ import pytorch_lightning as pl
 import torch
 
 from hrnet_train.config_schema import ConfigError, EvalConfig, EvaluateConfig, check_accelerator, validate_evaluate_config
-from hrnet_train.data.coco import TopDownCocoDataset, resolve_coco_paths
+from hrnet_train.data.coco import TopDownCocoDataset, checked_annotations, resolve_coco_paths
 from hrnet_train.data.seg_sources import seg_classes_of
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.evaluation.coco_metric import load_coco, load_results
 from hrnet_train.evaluation.face_report import write_face_report
 from hrnet_train.evaluation.eval_trainer import evaluation_trainer
 from hrnet_train.evaluation.report_writer import ReportSettings, output_files, write_report
 from hrnet_train.evaluation.seg_runner import evaluate_segmentation, refuse_other_task_settings, segmentation_data
-from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions
+from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, leave_out_unread
 from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.output_guard import refuse_overwriting_inputs
 from hrnet_train.trained_model import DEFAULT_KEYPOINTS, SEGMENTATION_TASK, TrainedModel, load_trained_model
@@ -159,7 +160,9 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
         dataset = TopDownCocoDataset(
             ann_file, img_dir, trained.keypoints, trained.codec, train=False, boxes=settings.boxes,
             det_file=settings.det_file, det_score_thr=settings.det_score_thr, color_rgb=trained.color_rgb,
-            skip_corrupt=bool(data.get("skip_corrupt", False)), instances="face" if trained.task == "face" else "person",
+            skip_corrupt=bool(data.get("skip_corrupt", False)),
+            drop_invalid_boxes=bool(data.get("drop_invalid_boxes", False)),
+            instances="face" if trained.task == "face" else "person",
         )
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None
@@ -198,15 +201,17 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
         return write_face_report(out_dir, dataset.coco, trained.keypoints, instances, annotation_ids,
                                  {**run_settings, "decode": codec.decode_mode}, label, extra={"throughput": timing})
     validation = PoseValidation(trained.codec, trained.keypoints, settings)
-    results = validation.results(instances)
+    coco, results, unread = leave_out_unread(dataset.coco, validation.results(instances), instances, dataset.records)
+    skipped = SkipCounts(dataset.skips)
+    skipped.add("corrupt image", len(unread))
     run_settings["postprocess"] = asdict(validation.postprocess)
     pck_predictions = None
     if settings.boxes == "gt":  # one prediction per GT box: PCK reads it directly, before NMS
         pck_predictions = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
     return write_report(
-        out_dir, dataset.coco, results, trained.keypoints, run_settings,
+        out_dir, coco, results, trained.keypoints, run_settings,
         ReportSettings(**{**asdict(report), "run_label": label}), img_dir, pck_predictions,
-        extra={"throughput": timing},
+        extra={"throughput": timing, "skipped_image_ids": sorted(unread)}, skipped=skipped,
     )
 
 
@@ -219,7 +224,8 @@ def _score_results_file(config: EvaluateConfig, out_dir: Path, report: ReportSet
         keypoints = load_keypoint_set(config.keypoints or DEFAULT_KEYPOINTS)
         ann_file, img_dir = evaluation_paths(config.data, need_images=False)
         _check_outputs(config, out_dir, report, ann_file)
-        coco = load_coco(ann_file)
+        coco = checked_annotations(load_coco(ann_file), keypoints, ann_file, drop_invalid_boxes=False,
+                                   skip_corrupt=False, skips=SkipCounts())
         results = load_results(Path(config.results).expanduser(), coco, keypoints.sigmas)
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None

@@ -20,6 +20,7 @@ import torch
 from pycocotools.coco import COCO
 
 from hrnet_train.config_schema import EvalConfig
+from hrnet_train.data.coco import InstanceRecord, without
 from hrnet_train.decoding.flip_test import flip_test
 from hrnet_train.decoding.instances import DecodedInstances, PostprocessConfig, PredictionAccumulator
 from hrnet_train.evaluation.analysis import analyze_errors
@@ -74,6 +75,23 @@ class PoseValidation:
     def results(self, instances: DecodedInstances) -> list[dict]:
         """COCO keypoint results (rescoring + NMS per image)."""
         return self._accumulator.results(instances)
+
+
+def leave_out_unread(
+    coco: COCO, results: list[dict], instances: DecodedInstances, records: Sequence[InstanceRecord]
+) -> tuple[COCO, list[dict], set[int]]:
+    """Ground truth and results without the images of records that produced no pose, and those image ids.
+
+    A record has no pose only when its image was skipped as unreadable (``skip_corrupt``; every other
+    record gets exactly one row, DDP included). Its image leaves the evaluation, ground truth and
+    predictions alike, so COCOeval does not count its persons as missed.
+    """
+    predicted = np.zeros(len(records), dtype=bool)
+    predicted[instances.indices] = True
+    unread = {records[i].image_id for i in np.nonzero(~predicted)[0]}
+    if not unread:
+        return coco, results, unread
+    return without(coco, image_ids=unread), [r for r in results if r["image_id"] not in unread], unread
 
 
 def gt_box_predictions(instances: DecodedInstances, annotation_ids: Sequence[int]) -> dict[int, np.ndarray]:

@@ -22,6 +22,9 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from hrnet_train.geometry import box_problems
+from hrnet_train.image_io import check_image_array
+
 BoxArray = np.ndarray  # (N, 5) float64 [x, y, w, h, score]
 
 MEDIAPIPE_MODEL = Path("models") / "mediapipe" / "pose_landmarker_full_from_legacy.task"  # under shared data
@@ -34,32 +37,30 @@ class PersonDetector(Protocol):
     def __call__(self, image_bgr: np.ndarray) -> BoxArray: ...
 
 
-def _check_image(image_bgr: np.ndarray) -> None:
-    if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        shape = getattr(image_bgr, "shape", type(image_bgr).__name__)
-        raise ValueError(f"image: expected a BGR array of shape (H, W, 3), got {shape}")
-
-
-def validate_boxes(boxes: np.ndarray | Sequence[Sequence[float]], field: str = "boxes") -> BoxArray:
+def validate_boxes(
+    boxes: np.ndarray | Sequence[Sequence[float]], field: str = "boxes", image_size: tuple[int, int] | None = None
+) -> BoxArray:
     """Return boxes as ``(N, 5)`` float64; 4-column input gets score 1.
 
-    Raises ValueError naming ``field`` and the offending row for a wrong shape, non-finite values or a
-    non-positive width/height, because a silently-empty crop is much harder to debug downstream.
+    Raises ValueError naming ``field`` and the offending row for a wrong shape, values that are not
+    numbers, and what :func:`~hrnet_train.geometry.box_problems` refuses (non-finite, width/height <= 0,
+    and with ``image_size`` (height, width) a box wholly outside the image), because a silently-empty
+    or off-image crop gives keypoints that look fine and mean nothing.
     """
-    array = np.asarray(boxes, dtype=np.float64)
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: expected numbers [x, y, w, h(, score)] per box, got {boxes!r}") from None
     if array.size == 0:
         return np.zeros((0, 5), dtype=np.float64)
     if array.ndim == 1:
         array = array[None]
     if array.ndim != 2 or array.shape[1] not in (4, 5):
         raise ValueError(f"{field}: expected shape (N, 4) [x, y, w, h] or (N, 5) [x, y, w, h, score], got {array.shape}")
-    if not np.isfinite(array).all():
-        row = int(np.nonzero(~np.isfinite(array).all(axis=1))[0][0])
-        raise ValueError(f"{field}[{row}]: non-finite value in {array[row].tolist()}")
-    bad = np.nonzero((array[:, 2] <= 0) | (array[:, 3] <= 0))[0]
-    if bad.size:
-        row = int(bad[0])
-        raise ValueError(f"{field}[{row}]: width and height must be positive, got w={array[row, 2]}, h={array[row, 3]}")
+    problems = box_problems(array, image_size)
+    if problems:
+        row, problem = next(iter(problems.items()))
+        raise ValueError(f"{field}[{row}]: {problem}")
     if array.shape[1] == 4:
         array = np.concatenate([array, np.ones((len(array), 1))], axis=1)
     return array
@@ -72,7 +73,7 @@ class GivenBoxes:
         self.boxes = validate_boxes(boxes)
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         return self.boxes.copy()
 
 
@@ -80,9 +81,21 @@ class FullImage:
     """One person whose box is the whole frame: for images already cropped around a single person."""
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         height, width = image_bgr.shape[:2]
         return np.array([[0.0, 0.0, float(width), float(height), 1.0]])
+
+
+def _padded_box(points: np.ndarray, padding: float, image_size: tuple[int, int]) -> list[float]:
+    """xywh around (N, 2) ``points`` grown by ``padding`` x its width/height on each side, on the image
+    ((height, width)): it starts inside it and is at least 1 px wide and high, also when every point
+    lies beyond the border or on one line, so the estimator's box check never sees it empty or off-image."""
+    height, width = image_size
+    low, high = points.min(axis=0), points.max(axis=0)
+    pad = (high - low) * padding
+    low = np.clip(low - pad, 0.0, [width - 1.0, height - 1.0])
+    size = np.maximum(np.minimum(high + pad, [width, height]) - low, 1.0)
+    return [float(low[0]), float(low[1]), float(size[0]), float(size[1])]
 
 
 def boxes_from_poses(
@@ -96,7 +109,6 @@ def boxes_from_poses(
     would otherwise decay frame after frame through rescoring. A pose with fewer than two confident
     keypoints keeps its previous box.
     """
-    height, width = image_size
     boxes = []
     for pose in poses:
         keypoints = np.asarray(pose["keypoints"], dtype=np.float64)
@@ -105,12 +117,7 @@ def boxes_from_poses(
         if len(confident) < 2:
             boxes.append(previous[:5])
             continue
-        low, high = confident.min(axis=0), confident.max(axis=0)
-        pad = (high - low) * padding
-        low = np.maximum(low - pad, 0.0)
-        high = np.minimum(high + pad, [width, height])
-        size = np.maximum(high - low, 1.0)  # a degenerate (e.g. all joints on one line) box stays valid
-        boxes.append([low[0], low[1], size[0], size[1], previous[4] if previous.size > 4 else 1.0])
+        boxes.append([*_padded_box(confident, padding, image_size), previous[4] if previous.size > 4 else 1.0])
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
 
 
@@ -178,7 +185,7 @@ class HogPeopleDetector:
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         factor = self.upscale
         if self.max_side is not None:
             factor = min(factor, self.max_side / max(image_bgr.shape[:2]))
@@ -284,7 +291,7 @@ class MediaPipePoseDetector:
         self.padding = padding
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         height, width = image_bgr.shape[:2]
         rgb = np.ascontiguousarray(image_bgr[..., ::-1])
         result = self._landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
@@ -292,11 +299,7 @@ class MediaPipePoseDetector:
         for landmarks in result.pose_landmarks:
             xy = np.array([[p.x * width, p.y * height] for p in landmarks])
             presence = np.array([p.visibility or 0.0 for p in landmarks])
-            low, high = xy.min(axis=0), xy.max(axis=0)
-            pad = (high - low) * self.padding
-            low = np.maximum(low - pad, 0.0)
-            high = np.minimum(high + pad, [width, height])
-            boxes.append([low[0], low[1], high[0] - low[0], high[1] - low[1], float(presence.mean())])
+            boxes.append([*_padded_box(xy, self.padding, (height, width)), float(presence.mean())])
         return np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
 
 

@@ -25,10 +25,10 @@ from hrnet_train.codecs import HeatmapCodec
 from hrnet_train.normalization import normalize_image
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.geometry import box_to_center_scale
+from hrnet_train.image_io import check_image_array, read_image
 from hrnet_train.decoding.flip_test import flip_test
 from hrnet_train.decoding.rescoring import IN_VIS_THRE, rescore
 from hrnet_train.inference.detectors import FullImage, PersonDetector, validate_boxes
-from hrnet_train.inference.media import read_image
 from hrnet_train.data.face_records import face_box_center_scale
 from hrnet_train.trained_model import DEFAULT_CODEC, KEYPOINT_TASKS, TrainedModel, load_trained_model
 
@@ -140,12 +140,17 @@ class PoseEstimator:
         detector: PersonDetector | None = None,
         return_heatmaps: bool = False,
         channel_order: str = "bgr",
+        exif_rotate: bool = False,
     ) -> list[list[dict]]:
         """Poses of every person in each image: one list of person dicts per image.
 
-        ``images``: one image or a list; arrays are uint8 (H, W, 3) in ``channel_order`` ('bgr' as
-        OpenCV reads, or 'rgb'); paths are read from disk. ``boxes``: for one image an (N, 4|5) xywh(+score)
-        array, for a list one such array per image. Or a ``detector`` (see detectors.py); neither means
+        ``images``: one image or a list; arrays are uint8 (H, W, 3), H, W >= 1, in ``channel_order``
+        ('bgr' as OpenCV reads, or 'rgb'); paths are read by the one image reader of training and
+        evaluation (:func:`hrnet_train.image_io.read_image`: a damaged or truncated file is an
+        ImageReadError naming it), as stored -- EXIF orientation ignored, so keypoints match what
+        evaluation computes on the same file -- unless ``exif_rotate`` (keypoints then refer to the
+        upright image). ``boxes``: for one image an (N, 4|5) xywh(+score) array, for a list one such
+        array per image; a box must overlap its image. Or a ``detector`` (see detectors.py); neither means
         one box covering each whole image. Each person dict has ``keypoints`` (J, 3) [x, y, score] in
         image pixels, ``keypoint_names`` (J names, the order of ``keypoints``), ``box`` (5,) [x, y, w, h,
         score] (xywh in image pixels and the detector's box score, 1 for given 4-value boxes), ``score``
@@ -158,7 +163,7 @@ class PoseEstimator:
             raise ValueError("predict: give boxes or a detector, not both")
         single = isinstance(images, (np.ndarray, str, Path))
         image_list = [images] if single else list(images)
-        loaded = [self._load(image, index, channel_order) for index, image in enumerate(image_list)]
+        loaded = [self._load(image, index, channel_order, exif_rotate) for index, image in enumerate(image_list)]
         per_image_boxes = self._boxes_per_image(loaded, boxes, detector, single)
         crops = [
             self._crop(image, order, index, box)
@@ -190,14 +195,11 @@ class PoseEstimator:
     # ------------------------------------------------------------------ steps
 
     @staticmethod
-    def _load(image: ImageInput, index: int, channel_order: str) -> tuple[np.ndarray, str]:
+    def _load(image: ImageInput, index: int, channel_order: str, exif_rotate: bool) -> tuple[np.ndarray, str]:
         """(uint8 HxWx3 array, its channel order); paths are decoded as BGR."""
         if isinstance(image, (str, Path)):
-            return read_image(image), "bgr"
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            described = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise ValueError(f"images[{index}]: expected a uint8 (H, W, 3) array or an image path, got {described}")
-        return image, channel_order
+            return read_image(image, color_rgb=False, exif_rotate=exif_rotate), "bgr"
+        return check_image_array(image, f"images[{index}]"), channel_order
 
     @staticmethod
     def _boxes_per_image(
@@ -206,12 +208,15 @@ class PoseEstimator:
     ) -> list[np.ndarray]:
         if boxes is None:
             finder = detector if detector is not None else FullImage()
-            return [finder(image if order == "bgr" else np.ascontiguousarray(image[..., ::-1])) for image, order in loaded]
+            return [validate_boxes(finder(image if order == "bgr" else np.ascontiguousarray(image[..., ::-1])),
+                                   f"detector boxes of images[{index}]", image.shape[:2])
+                    for index, (image, order) in enumerate(loaded)]
         if single:
-            return [validate_boxes(boxes, "boxes")]
+            return [validate_boxes(boxes, "boxes", loaded[0][0].shape[:2])]
         if len(boxes) != len(loaded):
             raise ValueError(f"boxes: expected one box array per image ({len(loaded)} images), got {len(boxes)}")
-        return [validate_boxes(image_boxes, f"boxes[{index}]") for index, image_boxes in enumerate(boxes)]
+        return [validate_boxes(image_boxes, f"boxes[{index}]", image.shape[:2])
+                for index, ((image, _), image_boxes) in enumerate(zip(loaded, boxes))]
 
     def _crop(self, image: np.ndarray, order: str, image_index: int, box: np.ndarray) -> _Crop:
         if self.task == "face":

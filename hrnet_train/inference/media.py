@@ -1,6 +1,8 @@
 """Reading frames (image, folder of images, video file, webcam) and writing results (mp4, JSON, CSV).
 
 All frames are BGR uint8 arrays as OpenCV returns them; every failure names the file it concerns.
+Still images go through the one image reader (:func:`hrnet_train.image_io.read_image`): the same
+strict decode as training and evaluation, and its EXIF policy -- stored pixels unless ``exif_rotate``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from hrnet_train.image_io import exif_orientation, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -27,17 +31,7 @@ class Frame:
     image: np.ndarray
     name: str
     time_s: float | None
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a BGR uint8 image (grey images become 3-channel); FileNotFoundError/ValueError name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: not a readable image")
-    return image
+    exif_orientation: int = 1  # the still image's EXIF tag (1 = none; applied only with exif_rotate)
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -117,15 +111,24 @@ class FrameSource:
     frame_count: int | None
 
 
-def _folder_frames(images: Sequence[Path]) -> Iterator[Frame]:
+def _still_frame(index: int, path: Path, exif_rotate: bool) -> Frame:
+    """One still image as a frame, read by the one image reader; it keeps its EXIF orientation tag so
+    the caller can say whether the tag was applied."""
+    return Frame(index, read_image(path, color_rgb=False, exif_rotate=exif_rotate), path.name, None,
+                 exif_orientation(path))
+
+
+def _folder_frames(images: Sequence[Path], exif_rotate: bool) -> Iterator[Frame]:
     for index, image_path in enumerate(images):
-        yield Frame(index, read_image(image_path), image_path.name, None)
+        yield _still_frame(index, image_path, exif_rotate)
 
 
-def open_frames(source: str | Path | int) -> FrameSource:
+def open_frames(source: str | Path | int, exif_rotate: bool = False) -> FrameSource:
     """Open an image file, a folder of images (sorted by name), a video file or a webcam id.
 
-    Checks happen now (missing path, empty folder, undecodable video), not at the first frame.
+    Checks happen now (missing path, empty folder, undecodable video or single image), not at the
+    first frame. ``exif_rotate`` applies still images' EXIF orientation (default: stored pixels, as
+    evaluation reads them; videos are never rotated).
     """
     if isinstance(source, int):
         reader = VideoReader(source)
@@ -133,18 +136,18 @@ def open_frames(source: str | Path | int) -> FrameSource:
     path = Path(source)
     if path.is_dir():
         images = list_images(path)
-        return FrameSource(_folder_frames(images), "folder", str(path), None, len(images))
+        return FrameSource(_folder_frames(images, exif_rotate), "folder", str(path), None, len(images))
     if not path.exists():
         raise FileNotFoundError(f"input not found: {path} (expected an image, a folder of images, a video or a webcam id)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return FrameSource(iter([Frame(0, read_image(path), path.name, None)]), "image", str(path), None, 1)
+        return FrameSource(iter([_still_frame(0, path, exif_rotate)]), "image", str(path), None, 1)
     reader = VideoReader(path)
     return FrameSource(iter(reader), "video", reader.label, reader.fps, reader.frame_count)
 
 
-def iter_frames(source: str | Path | int) -> Iterator[Frame]:
+def iter_frames(source: str | Path | int, exif_rotate: bool = False) -> Iterator[Frame]:
     """Frames from an image file, a folder of images (sorted by name), a video file or a webcam id."""
-    yield from open_frames(source).frames
+    yield from open_frames(source, exif_rotate).frames
 
 
 class VideoWriter:

@@ -45,6 +45,7 @@ from hrnet_train.data.device_pipeline import (
     decode_jpeg_batch,
     is_geometry_batch,
 )
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.keypoints import KeypointSet
 
 DataSection = DataConfig | SegDataConfig  # what the loaders read: batch size, workers, pin memory
@@ -152,6 +153,7 @@ class PoseDataModule(pl.LightningDataModule):
                 augment=AugmentConfig.from_mapping(self.data.augment),
                 color_rgb=self.data.color_rgb,
                 skip_corrupt=self.data.skip_corrupt,
+                drop_invalid_boxes=self.data.drop_invalid_boxes,
                 seed=self.seed,
                 pipeline=self.data.pipeline,
                 decode=self.data.decode,
@@ -173,9 +175,14 @@ class PoseDataModule(pl.LightningDataModule):
             det_score_thr=self.evaluation.det_score_thr,
             color_rgb=self.data.color_rgb,
             skip_corrupt=self.data.skip_corrupt,
+            drop_invalid_boxes=self.data.drop_invalid_boxes,
             seed=self.seed,
             instances=self.data.instances,
         )
+
+    def skip_counts(self) -> SkipCounts:
+        """What the train and val datasets skipped (this rank's samples, its loader workers included)."""
+        return SkipCounts.merged(d.skip_counts() for d in (self.train_dataset, self.val_dataset) if d is not None)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_dataset is not None, "setup('fit') must run first"

@@ -21,7 +21,7 @@ from hrnet_train.data.coco import TopDownCocoDataset
 from hrnet_train.decoding.instances import DecodedInstances
 from hrnet_train.keypoints import KeypointSet
 from hrnet_train.evaluation.coco_metric import format_stats_table
-from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, pose_metrics, secondary_stats_line
+from hrnet_train.evaluation.validation import PoseValidation, gt_box_predictions, leave_out_unread, pose_metrics, secondary_stats_line
 from hrnet_train.training.losses import build_loss
 from hrnet_train.training.task_module import TaskLightningModule
 from hrnet_train.training.visualization import prediction_grid
@@ -86,7 +86,8 @@ class PoseLightningModule(TaskLightningModule):
         gt_box_poses = None
         if self.config.eval.boxes == "gt":  # one prediction per GT box, before NMS, as evaluate.py reports PCK
             gt_box_poses = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
-        return pose_metrics(dataset.coco, self.validation.results(instances), self.keypoints, gt_box_poses)
+        coco, results, _ = leave_out_unread(dataset.coco, self.validation.results(instances), instances, dataset.records)
+        return pose_metrics(coco, results, self.keypoints, gt_box_poses)
 
     def metrics_table(self, stats: Mapping[str, float], label: str) -> str:
         """The printed (and TensorBoard text) table of one validation pass."""

@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import ConfigError, TrainConfig
 from hrnet_train.data.lspet import ensure_lspet_dataset
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.data.synthetic_faces import ensure_synthetic_faces
 from hrnet_train.training.callbacks import (
@@ -133,6 +134,7 @@ def run_training(config: TrainConfig, resolved: Mapping[str, Any], extra_callbac
         # All segments of a resumed run (ddp_spawn trains in children: this process's fit time then).
         "train_seconds_total": clock.total_seconds or fit_seconds,
         "wall_seconds": time.perf_counter() - start,
+        "skipped": dict(task.skipped()),
     }
     if isinstance(logger, TensorBoardLogger):
         logger.log_hyperparams(_hparam_summary(config, input_size), {f"hp/{k}": v for k, v in stats.items()})
@@ -345,6 +347,7 @@ def _write_report(report: dict[str, Any], run_dir: Path, task: TrainingTask) -> 
         + (report["best_checkpoint"] or "none (no validation defined the monitored metric; the last weights were evaluated)")
         + f"\nparams {c['params'] / 1e6:.3f} M, {c['paper_gmacs']:.3f} GMACs (paper convention), "
         f"{c['true_gmacs']:.3f} GMACs (true), {c['gflops']:.3f} GFLOPs at {c['input_size']}"
-        + f"\nwall time {report['wall_seconds']:.1f} s (fit {report['fit_seconds']:.1f} s)  -> {run_dir / REPORT_NAME}",
+        + f"\nwall time {report['wall_seconds']:.1f} s (fit {report['fit_seconds']:.1f} s)  -> {run_dir / REPORT_NAME}"
+        + f"\n{SkipCounts(report['skipped']).summary()}",
         flush=True,
     )

@@ -20,6 +20,7 @@ import torch
 from hrnet_train.baselines.mean_shape import mean_shape_nme
 from hrnet_train.codecs import HeatmapCodec
 from hrnet_train.config_schema import SEG_METRICS, ConfigError, SegTrainConfig, TrainConfig
+from hrnet_train.data.skips import SkipCounts
 from hrnet_train.evaluation.coco_metric import STAT_NAMES, format_stats_table
 from hrnet_train.evaluation.nme import STAT_NAMES as NME_STAT_NAMES
 from hrnet_train.evaluation.nme import format_nme_table
@@ -44,7 +45,7 @@ class TrainingTask:
     ``stat_names``: the metrics read back from ``trainer.callback_metrics`` when the module's own
     ``last_stats`` did not come back (ddp_spawn validates in child processes). ``report_fields`` go into
     report.json; ``final_table(stats, label)`` is the final report's metrics table; ``describe`` the
-    banner's task line.
+    banner's task line; ``skipped()`` what ``data.skip_corrupt``/``data.drop_invalid_boxes`` left out.
     """
 
     name: str
@@ -57,6 +58,7 @@ class TrainingTask:
     init_summary: str = "from scratch"
     report_fields: dict[str, Any] = field(default_factory=dict)
     callbacks: list[pl.Callback] = field(default_factory=list)
+    skipped: Callable[[], SkipCounts] = SkipCounts  # what the data options skipped, for the final report
 
 
 @dataclass
@@ -105,6 +107,7 @@ def build_pose_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
         init_summary=parts.init_summary,
         report_fields={"boxes": config.eval.boxes, "flip_test": config.eval.flip_test},
         callbacks=parts.callbacks,
+        skipped=parts.datamodule.skip_counts,
     )
 
 
@@ -130,6 +133,7 @@ def build_face_task(config: TrainConfig, resolved: Mapping[str, Any]) -> Trainin
         init_summary=parts.init_summary,
         report_fields={"flip_test": config.eval.flip_test, "mean_shape_NME": round(baseline["NME"], 6)},
         callbacks=parts.callbacks,
+        skipped=datamodule.skip_counts,
     )
 
 
