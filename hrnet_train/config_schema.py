@@ -61,6 +61,12 @@ def auto_workers(cores: int) -> int:
     return max(0, min(MAX_AUTO_WORKERS, cores - 1))
 
 
+def loader_workers(num_workers: int | None) -> int:
+    """Loader processes: a configured count capped at the machine's cores, or auto_workers() for None."""
+    cores = available_cores()
+    return auto_workers(cores) if num_workers is None else min(num_workers, cores)
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     accelerator: str = "cpu"
@@ -134,9 +140,7 @@ class LoaderSettings:
             _at_least(self.num_workers, 0, f"{prefix}.num_workers")
 
     def loader_workers(self) -> int:
-        """Loader processes: the configured count capped at the machine's cores, or auto_workers() for None."""
-        cores = available_cores()
-        return auto_workers(cores) if self.num_workers is None else min(self.num_workers, cores)
+        return loader_workers(self.num_workers)
 
     def pin_memory_for(self, uses_gpu: bool) -> bool:
         """Page-locked batches help only a GPU copy; on a CPU run they only cost memory."""
@@ -620,7 +624,7 @@ class EvaluateConfig:
     post_process: bool | None = None  # null: the codec's own (legacy: the reference quarter offset)
     format_only: bool = False
     batch_size: int = 32
-    num_workers: int | None = 0
+    num_workers: int | None = None  # None: auto_workers() of the machine's cores
     num_threads: int | None = 1  # torch intra-op threads (None: torch's default)
     accelerator: str = "auto"
     devices: int = 1
@@ -653,6 +657,9 @@ class EvaluateConfig:
         if not 0.0 < self.pck_alpha <= 1.0:
             raise ConfigError(f"pck_alpha: expected a value in (0, 1], got {self.pck_alpha}")
         return self
+
+    def loader_workers(self) -> int:
+        return loader_workers(self.num_workers)
 
     @property
     def lightning_precision(self) -> str:

@@ -119,6 +119,26 @@ def test_weights_that_turned_non_finite_stop_before_validation(tiny_root: Path, 
     assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt")) == []
 
 
+class HugeWeights(pl.Callback):
+    """After the last training batch of epoch 0, stem weights of 1e30 and head weights of 1e20: every
+    weight finite, the heatmaps not (about 1e46)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == 0 and batch_idx == trainer.num_training_batches - 1:
+            with torch.no_grad():
+                pl_module.model.conv1.weight.fill_(1e30)
+                getattr(pl_module.model, pl_module.model.head_name).weight.fill_(1e20)
+
+
+def test_finite_weights_with_non_finite_validation_outputs_stop_before_the_metrics(tiny_root: Path, tmp_path: Path) -> None:
+    """What SGD at lr=1e3 can reach: every weight finite, the validation heatmaps not. The run stops
+    before the metrics (which would refuse the NaN keypoints) and before any checkpoint."""
+    config, resolved = _config(tiny_root, tmp_path / "run", "trainer.max_epochs=1")
+    with pytest.raises(TrainingDiverged, match=DIVERGED + r".*outputs on the validation set are non-finite"):
+        run_training(config, resolved, extra_callbacks=[HugeWeights()])
+    assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt")) == []
+
+
 def test_nan_visibility_in_a_coco_file_never_trains(tiny_root: Path, tmp_path: Path) -> None:
     """One annotation whose visibility flag is NaN (a copy of the small COCO file): refused where it is
     read, naming the annotation, or -- without that check -- stopped at the batch holding its image."""

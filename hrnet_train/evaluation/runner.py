@@ -69,7 +69,7 @@ def predict_instances(
         dataset,
         batch_size=config.batch_size,
         shuffle=False,
-        num_workers=config.num_workers or 0,
+        num_workers=config.loader_workers(),
         pin_memory=torch.cuda.is_available(),
     )
     module = PoseEvaluator(trained, PoseValidation(trained.codec, trained.keypoints, config.eval))
@@ -188,7 +188,7 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
         "det_score_thr": settings.det_score_thr,
         "flip_test": settings.flip_test,
         "batch_size": config.batch_size,
-        "num_workers": config.num_workers,
+        "num_workers": config.loader_workers(),
         "accelerator": config.accelerator,
         "devices": config.devices,
         "precision": config.precision,

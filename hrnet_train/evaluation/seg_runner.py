@@ -75,7 +75,8 @@ def refuse_other_task_settings(config: EvaluateConfig, segmentation: bool) -> No
     names = KEYPOINT_SETTINGS if segmentation else SEGMENTATION_SETTINGS
     changed = [name for name in names if getattr(config, name) != _default(name)]
     if segmentation:
-        changed += [f.name for f in fields(EvalConfig) if getattr(config.eval, f.name) != getattr(EvalConfig(), f.name)]
+        # null (flip_test: "the model's own") is no setting; anything else than the default is one
+        changed += [f.name for f in fields(EvalConfig) if getattr(config.eval, f.name) not in (None, getattr(EvalConfig(), f.name))]
     if changed:
         task, other = ("segmentation", "keypoint") if segmentation else ("keypoint", "segmentation")
         raise ConfigError(f"{', '.join(changed)}: {other} settings, but {config.ckpt} is a {task} network")
@@ -141,7 +142,7 @@ def evaluate_segmentation(config: EvaluateConfig, trained: TrainedModel, data: S
     align_corners = bool(trained.network.spec.align_corners)
     module = SegEvaluator(trained, SegValidation(trained.classes, config.seg, align_corners), predictions_dir)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=data.val_batch_size, shuffle=False, num_workers=config.num_workers or 0,
+        dataset, batch_size=data.val_batch_size, shuffle=False, num_workers=config.loader_workers(),
         pin_memory=torch.cuda.is_available(), collate_fn=pad_collate,
     )
     trainer = evaluation_trainer(config)

@@ -233,7 +233,7 @@ class HaarFaceDetector:
         self.scale_factor, self.min_neighbors, self.min_size, self.max_side = scale_factor, min_neighbors, min_size, max_side
 
     def __call__(self, image_bgr: np.ndarray) -> BoxArray:
-        _check_image(image_bgr)
+        check_image_array(image_bgr, "image")
         factor = 1.0 if self.max_side is None else min(1.0, self.max_side / max(image_bgr.shape[:2]))
         grey = cv2.cvtColor(np.ascontiguousarray(image_bgr), cv2.COLOR_BGR2GRAY)
         if factor < 1.0:

@@ -9,7 +9,9 @@ the global step, epoch, learning rate and the batch's image ids, at the first of
   (Adam at ``lr=1e3`` keeps the loss finite at 10^8 times its start: no longer learning);
 * non-finite gradients when gradient clipping is on (clipping would spread them into every weight),
   checked before the optimiser step; not under ``16-mixed``, whose GradScaler skips such steps by design;
-* non-finite weights before validation and at the end of an epoch, i.e. before any checkpoint.
+* non-finite weights before validation and at the end of an epoch, i.e. before any checkpoint;
+* non-finite network outputs in validation (weights still finite but too large: SGD at ``lr=1e3``),
+  read from the ``finite_outputs`` flag a module's ``validation_step`` returns, before any metric.
 
 A step's flags are tensors on the loss's device. On the CPU they are read at once; on a GPU they are
 read on logging steps and at epoch end (one wait per ``log_every_n_steps``, as in step_logging), and
@@ -117,6 +119,7 @@ class DivergenceGuard(pl.Callback):
         self._pending: list[_Pending] = []
         self._context: StepContext | None = None
         self._weights_checked_at = -1
+        self._validation_flags: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ per step
 
@@ -179,6 +182,21 @@ class DivergenceGuard(pl.Callback):
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._check_weights(trainer, pl_module)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and isinstance(outputs, Mapping) \
+                and "finite_outputs" in outputs:
+            self._validation_flags.append(outputs["finite_outputs"])
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Callbacks run before the module's own hook: this stops the run before its metrics see the outputs.
+        flags, self._validation_flags = self._validation_flags, []
+        bad = bool((~torch.stack(flags)).any()) if flags else False
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            where = self._context.describe() if self._context is not None else f"global step {trainer.global_step}"
+            raise TrainingDiverged(f"training diverged at {where}: the network's outputs on the validation set are "
+                                   f"non-finite (its weights are finite, too large for the activations). {ADVICE}")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_weights(trainer, pl_module)

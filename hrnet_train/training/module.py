@@ -57,7 +57,7 @@ class PoseLightningModule(TaskLightningModule):
         self.validation.start()
         self._vis_batch = None
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         images = self._prepare(batch["image"])
         heatmaps = self.validation.heatmaps(self.evaluated_model, images)
         if self.config.eval.boxes == "gt":  # with detector boxes the targets are dummies (spec 9.15)
@@ -72,6 +72,7 @@ class PoseLightningModule(TaskLightningModule):
                 "targets": batch["target"][:n].float().cpu().numpy(),
                 "weights": batch["target_weight"][:n].float().cpu().numpy(),
             }
+        return {"finite_outputs": torch.isfinite(heatmaps).all()}  # read by the DivergenceGuard
 
     def on_validation_epoch_end(self) -> None:
         # One row per val instance, gathered from every rank (DistributedSampler pads with repeats);
