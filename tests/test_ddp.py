@@ -9,11 +9,14 @@ in the CSV metrics equals the val set size while the ranks together saw one samp
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -129,6 +132,26 @@ def test_ddp_two_cpu_processes_from_hydra_cli(tiny_root: Path, tmp_path: Path) -
     # Hydra's log of the relaunched rank sits beside rank 0's; only rank 0 prints the final report.
     assert {p.name for p in run_dir.glob("*.log")} == {"train.log", "train_ddp_process_1.log"}
     assert result.stdout.count("=== final report ===") == 1
+
+
+def test_ddp_skip_counts_are_the_union_of_every_rank(tiny_root: Path, tmp_path: Path) -> None:
+    """Each rank reads its share of the images; an unreadable image counts once, whichever rank met it."""
+    root = tmp_path / "damaged"
+    shutil.copytree(tiny_root, root)
+    coco = json.loads((root / "annotations" / "person_keypoints_train.json").read_text())
+    people = Counter(a["image_id"] for a in coco["annotations"])
+    single = [entry for entry in coco["images"] if people[entry["id"]] == 1][:3]  # each read by one rank only
+    assert len(single) == 3
+    for entry in single:  # cut short
+        image = root / "images" / "train" / entry["file_name"]
+        image.write_bytes(image.read_bytes()[:200])
+    run_dir = tmp_path / "run"
+    result = run_cli(["trainer=ddp", "trainer.devices=2", *tiny_run_overrides(root), "data.skip_corrupt=true",
+                      f"hydra.run.dir={run_dir}"], tmp_path)
+    assert_succeeded(result)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["skipped"] == {"corrupt image": 3}
+    assert "skipped: 3 corrupt images" in result.stdout
 
 
 def test_torchrun_launch_reads_torchelastic_environment(tiny_root: Path, tmp_path: Path) -> None:

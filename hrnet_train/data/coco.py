@@ -498,11 +498,13 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         self.skips.add("missing image", len(missing))
         log.warning("%s: dropped %d instances of %d missing images (%s)", self.ann_file, before - len(self.records), len(missing), listed)
 
-    def skip_counts(self) -> SkipCounts:
+    def skip_counts(self, unreadable: torch.Tensor | None = None) -> SkipCounts:
         """What was skipped so far: records left out while reading the files, and images found unreadable
-        while loading samples (in any worker; counted per image)."""
+        while loading samples (in any worker; counted per image). ``unreadable``: flags to count instead
+        of this process's own (the union over DDP processes, each of which reads its share)."""
         counts = SkipCounts(self.skips)
-        unread = {self.records[i].image_id for i in torch.nonzero(self.unreadable).flatten().tolist()}
+        flags = self.unreadable if unreadable is None else unreadable
+        unread = {self.records[i].image_id for i in torch.nonzero(flags).flatten().tolist()}
         counts.add("corrupt image", len(unread))
         return counts
 

@@ -99,6 +99,18 @@ def _require_labelled_joints(dataset: TopDownCocoDataset) -> None:
         )
 
 
+def _unreadable_on_any_rank(flags: torch.Tensor) -> torch.Tensor:
+    """The union of every DDP process's unreadable-image flags (the flags themselves outside DDP)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flags
+    parts: list[list[int] | None] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, torch.nonzero(flags).flatten().tolist())
+    union = torch.zeros_like(flags)
+    for indices in parts:
+        union[indices or []] = True
+    return union
+
+
 def file_sha256(path: str | Path, length: int = 12) -> str:
     """Short content hash printed with every run so results can be tied to the exact annotation file."""
     digest = hashlib.sha256()
@@ -181,8 +193,10 @@ class PoseDataModule(pl.LightningDataModule):
         )
 
     def skip_counts(self) -> SkipCounts:
-        """What the train and val datasets skipped (this rank's samples, its loader workers included)."""
-        return SkipCounts.merged(d.skip_counts() for d in (self.train_dataset, self.val_dataset) if d is not None)
+        """What the train and val datasets skipped: the records every process drops alike, and the images
+        found unreadable by any process (loader workers included). Under DDP every rank must call it."""
+        datasets = [d for d in (self.train_dataset, self.val_dataset) if d is not None]
+        return SkipCounts.merged(d.skip_counts(_unreadable_on_any_rank(d.unreadable)) for d in datasets)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_dataset is not None, "setup('fit') must run first"
