@@ -119,3 +119,17 @@ def test_face_dataset_errors(faces: Path) -> None:
         dataset(faces / "300w", "test_300w.json", F300W, boxes="det", det_file="x.json")
     with pytest.raises(ValueError, match="lists 0 keypoints"):  # the pose rules keep their category check
         TopDownCocoDataset(faces / "300w" / "test_300w.json", faces / "300w", F300W, CODEC, train=False)
+
+
+@pytest.mark.parametrize(("index", "value", "message"), [
+    (3 * 7 + 1, float("nan"), r"keypoints\[22\] is nan, expected a finite number"),  # read as "missing" before
+    (3 * 7, None, r"keypoints\[21\] is None \(a NoneType\), expected a number"),
+    (3 * 7, "12.5", r"keypoints\[21\] is '12.5' \(a str\), expected a number"),
+    (3 * 7 + 2, 3, r"keypoints\[23\], the visibility flag of landmark 7 \(.+\), is 3, expected 0, 1 or 2"),
+])
+def test_bad_landmark_values_are_named(faces: Path, tmp_path: Path, index: int, value, message: str) -> None:
+    content = json.loads((faces / "300w" / "test_300w.json").read_text())
+    content["annotations"][0]["keypoints"][index] = value
+    (tmp_path / "bad.json").write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=rf"bad.json: image \d+ annotation \d+: {message}"):
+        TopDownCocoDataset(tmp_path / "bad.json", faces / "300w", F300W, CODEC, train=False, instances="face")

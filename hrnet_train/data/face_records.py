@@ -59,7 +59,7 @@ def face_records(
                     f"{where}: field keypoints: {'missing' if raw is None else f'{len(raw)} values'}, expected "
                     f"{expected} (3 x {keypoints.num_joints} landmarks of keypoint set {keypoints.name!r})"
                 )
-            joints = np.asarray(raw, dtype=np.float64).reshape(-1, 3)
+            joints = _landmark_values(raw, where, keypoints)
             labelled = (joints[:, 1] > 0) & (joints[:, 2] > 0)
             if not labelled.any():
                 continue
@@ -79,6 +79,25 @@ def face_records(
                 annotation_id=int(ann["id"]),
             ))
     return records
+
+
+def _landmark_values(raw: list, where: str, keypoints: KeypointSet) -> np.ndarray:
+    """(J, 3) float64 landmarks; a null, string or non-finite value or a flag outside {0, 1, 2} is a
+    ValueError naming the value's index (a NaN coordinate used to read as "missing": y > 0 is false)."""
+    odd = next(((i, v) for i, v in enumerate(raw) if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+    if odd is not None:  # numpy would read null as nan and "12" as 12
+        raise ValueError(f"{where}: keypoints[{odd[0]}] is {odd[1]!r} (a {type(odd[1]).__name__}), expected a number")
+    values = np.asarray(raw, dtype=np.float64)
+    not_finite = np.flatnonzero(~np.isfinite(values))
+    if len(not_finite):
+        raise ValueError(f"{where}: keypoints[{not_finite[0]}] is {values[not_finite[0]]}, expected a finite number")
+    joints = values.reshape(-1, 3)
+    flags = np.flatnonzero(~np.isin(joints[:, 2], (0.0, 1.0, 2.0)))
+    if len(flags):
+        j = int(flags[0])
+        raise ValueError(f"{where}: keypoints[{3 * j + 2}], the visibility flag of landmark {j} "
+                         f"({keypoints.names[j]}), is {joints[j, 2]:g}, expected 0, 1 or 2")
+    return joints
 
 
 def _center_scale(ann: dict, points: np.ndarray, where: str) -> tuple[np.ndarray, float]:
