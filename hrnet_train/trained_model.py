@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from hrnet_train.data.seg_cityscapes import CITYSCAPES_CLASSES
 from hrnet_train.data.seg_sources import seg_classes_of
 from hrnet_train.keypoints import KeypointSet, load_keypoint_set
 from hrnet_train.models import create_model, get_model_entry, load_official_state_dict
-from hrnet_train.models.loading import pickled_objects_hint
+from hrnet_train.models.loading import CheckpointError, check_weight_file, pickled_objects_hint
 from hrnet_train.seg_classes import SegClasses, seg_classes_from_mapping
 from hrnet_train.sizes import InputSize
 
@@ -58,10 +57,6 @@ FACE_DEFAULT_CODEC = {"name": "face", "sigma": 1.5}
 FACE_INPUT_SIZE = "256x256"
 EMA_PREFIX = "ema.model."
 MODEL_PREFIX = "model."
-
-
-class CheckpointError(ValueError):
-    """A file is not a usable checkpoint, or does not fit what it is loaded into; the message names the file."""
 
 
 @dataclass
@@ -84,12 +79,6 @@ class TrainedModel:
         return str(self.source.get("model"))
 
 
-# File signatures of what people pass by mistake (a renamed image, a results file), said by name.
-FOREIGN_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
-                      (b"{", "a JSON/text file"), (b"[", "a JSON/text file"))
-TORCH_ZIP_SIGNATURE = b"PK\x03\x04"  # torch.save's default format is a zip archive
-
-
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The file's content as a mapping (one ``torch.load``, ``weights_only=True``, on the CPU).
 
@@ -102,7 +91,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    _check_file_kind(path)
+    check_weight_file(path)
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file; all mean the same here
@@ -118,21 +107,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a checkpoint: a mapping without weights (keys {keys}; no 'state_dict' "
                               f"mapping and no tensors)")
     return dict(content)
-
-
-def _check_file_kind(path: Path) -> None:
-    """CheckpointError for files that cannot be torch checkpoints, before torch's own less clear errors."""
-    size = path.stat().st_size
-    if size == 0:
-        raise CheckpointError(f"{path}: not a checkpoint: the file is empty (0 bytes; a save or copy that never ran?)")
-    with path.open("rb") as stream:
-        head = stream.read(8)
-    for signature, kind in FOREIGN_SIGNATURES:
-        if head.lstrip().startswith(signature):
-            raise CheckpointError(f"{path}: not a checkpoint: the file is {kind} ({size} bytes)")
-    if head.startswith(TORCH_ZIP_SIGNATURE) and not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: truncated or damaged checkpoint: the torch zip archive ({size} bytes) has no end "
-                              f"record, as when a copy or download stopped early; copy the file again")
 
 
 def is_training_checkpoint(content: Mapping[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.evaluation.runner import run_from_config
 from hrnet_train.export.__main__ import main as export_main
 from hrnet_train.inference.estimator import PoseEstimator
+from hrnet_train.models import create_model
 from hrnet_train.paths import REPO_ROOT, config_dir
 from hrnet_train.trained_model import CheckpointError, read_checkpoint
 from hrnet_train.training.runner import run_training
@@ -109,3 +110,13 @@ def test_cli_exit_2_with_one_line(tool: str, argument: str, tiny_root: Path, tmp
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and f"{path}: not a checkpoint: the file is a JPEG image" in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["empty", "jpeg", "json", "truncated"])
+def test_model_pretrained(kind: str, tmp_path: Path) -> None:
+    """The same words for an ImageNet/official weight file given to model.pretrained (models/loading.py)."""
+    make, message = BAD_FILES[kind]
+    path = tmp_path / f"{kind}.pth"
+    make(path)
+    with pytest.raises(CheckpointError, match=f"{path}: {message}"):
+        create_model("hrnet_tiny", num_joints=17, pretrained=path)

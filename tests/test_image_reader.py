@@ -14,15 +14,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_estimator import write_tiny_checkpoint
+from test_estimator import estimator, model, write_tiny_checkpoint  # noqa: F401 -- estimator, model: fixtures
 
-from hrnet_train.codecs import create_codec
 from hrnet_train.data.coco import TopDownCocoDataset
 from hrnet_train.decoding.flip_test import flip_test
 from hrnet_train.demo import main as demo_main
 from hrnet_train.image_io import ImageReadError, exif_orientation, read_image, read_jpeg_bytes
 from hrnet_train.inference.detectors import FullImage
-from hrnet_train.inference.estimator import PoseEstimator
 from hrnet_train.decoding.seg_predict import multi_scale_scores
 from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.models import create_model
@@ -30,20 +28,10 @@ from hrnet_train.models import create_model
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 COCO17 = load_keypoint_set("coco17")
-INPUT_SIZE = (96, 64)
 IMAGE_ID = 785
 IMAGE_NAME = "000000000785.jpg"
 
 
-@pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model("hrnet_tiny", num_joints=17, init="pytorch").eval()
-
-
-@pytest.fixture(scope="module")
-def estimator(model) -> PoseEstimator:
-    return PoseEstimator(model, create_codec("legacy", INPUT_SIZE), COCO17, max_batch=4)
 
 
 def jpeg_bytes(coco_tiny: Path) -> bytes:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_training import compose_train_config
 
-from hrnet_train.config_schema import register_resolvers, validate_train_config
+from hrnet_train.config_schema import register_resolvers
 from hrnet_train.data.seg_synthetic import synthetic_seg_dataset
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.evaluation.runner import run_from_config
@@ -46,12 +46,7 @@ def seg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(root: Path, run_dir: Path, *overrides: str):
     base = ["experiment=seg_synthetic_cpu", f"data.root={root}", "data.generate_synthetic=false", *QUICK, *overrides]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=base)
-    with open_dict(cfg):
-        cfg.run_dir = str(run_dir)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    return validate_train_config(resolved), resolved
+    return compose_train_config(run_dir, base)
 
 
 @pytest.fixture(scope="module")

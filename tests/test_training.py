@@ -56,8 +56,13 @@ def _config(root: Path, run_dir: Path, *overrides: str):
         "eval.num_vis_images=4",
         *overrides,
     ]
+    return compose_train_config(run_dir, base)
+
+
+def compose_train_config(run_dir: Path, overrides: list[str]):
+    """train.py's config composed from ``overrides`` with the run dir Hydra would set: (validated, resolved)."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=base)
+        cfg = compose(config_name="train", overrides=overrides)
     with open_dict(cfg):
         cfg.run_dir = str(run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)

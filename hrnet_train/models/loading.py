@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ def read_state_dict(
         label = str(path)
         if not path.is_file():
             raise FileNotFoundError(f"{label}: checkpoint file not found")
+        check_weight_file(path)
         obj = _load_safetensors(path) if path.suffix == ".safetensors" else _load_weights_only(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
@@ -66,6 +68,32 @@ def read_state_dict(
                 break
         state[key] = value
     return _unwrap_full_model(state), label
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable checkpoint, or does not fit what it is loaded into; the message names the file."""
+
+
+# File signatures of what people pass by mistake (a renamed image, a results file), said by name.
+FOREIGN_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+                      (b"{", "a JSON/text file"), (b"[", "a JSON/text file"))
+TORCH_ZIP_SIGNATURE = b"PK\x03\x04"  # torch.save's default format is a zip archive
+
+
+def check_weight_file(path: Path) -> None:
+    """CheckpointError for files that cannot hold weights (empty, an image or JSON file renamed, a torch zip
+    archive cut short), before torch's own less clear errors; every weight-file reader calls it first."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: not a checkpoint: the file is empty (0 bytes; a save or copy that never ran?)")
+    with path.open("rb") as stream:
+        head = stream.read(8)
+    for signature, kind in FOREIGN_SIGNATURES:
+        if head.lstrip().startswith(signature):
+            raise CheckpointError(f"{path}: not a checkpoint: the file is {kind} ({size} bytes)")
+    if head.startswith(TORCH_ZIP_SIGNATURE) and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: truncated or damaged checkpoint: the torch zip archive ({size} bytes) has no end "
+                              f"record, as when a copy or download stopped early; copy the file again")
 
 
 def _load_weights_only(path: Path) -> object:
