@@ -14,7 +14,15 @@ from omegaconf import OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_ddp import SYNTHETIC, tiny_run_overrides
 
-from hrnet_train.config_schema import ConfigError, DataConfig, auto_workers, available_cores, register_resolvers, validate_train_config
+from hrnet_train.config_schema import (
+    ConfigError,
+    DataConfig,
+    auto_workers,
+    available_cores,
+    register_resolvers,
+    validate_evaluate_config,
+    validate_train_config,
+)
 from hrnet_train.data.coco import resolve_coco_paths
 from hrnet_train.data.synthetic import ensure_synthetic_dataset
 from hrnet_train.override_check import check_overrides
@@ -111,6 +119,17 @@ def test_loader_workers_never_exceed_the_cores() -> None:
     assert data.loader_workers() == available_cores()
     assert DataConfig(name="x", root=".", input_size="64x64", num_workers=None).loader_workers() == auto_workers(available_cores())
     assert (auto_workers(1), auto_workers(2), auto_workers(64)) == (0, 1, 8)
+
+
+def test_evaluate_defaults_are_the_measured_ones(tmp_path: Path) -> None:
+    """conf/eval.yaml: automatic loader workers and one torch thread (measurements in its comments)."""
+    ckpt = tmp_path / "x.pth"
+    ckpt.write_bytes(b"")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[f"ckpt={ckpt}"])
+    config = validate_evaluate_config(OmegaConf.to_container(cfg, resolve=True))
+    assert (config.num_workers, config.num_threads) == (None, 1)
+    assert config.loader_workers() == auto_workers(available_cores())
 
 
 def test_other_annotation_names_say_which_key_to_set(tmp_path: Path) -> None:
