@@ -42,7 +42,7 @@ from train_step import INPUT_SIZE, MODES, SMALL_MODEL, Mode, make_train_step
 from hrnet_train.codecs import create_codec
 from hrnet_train.complexity import complexity_report
 from hrnet_train.config_schema import DataConfig, EvalConfig
-from hrnet_train.data.pipeline_options import gpu_decode_available
+from hrnet_train.pipeline_options import gpu_decode_available
 from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.models import create_model
 from hrnet_train.paths import shared_data_dir
