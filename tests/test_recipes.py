@@ -162,7 +162,8 @@ def _compose(*overrides: str) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-@pytest.mark.parametrize("experiment", ["lspet_r_base", "lspet_r_optim", "lspet_r_aug", "lspet_r_simcc", "lspet_r_best"])
+@pytest.mark.parametrize("experiment", ["lspet_r_base", "lspet_r_optim", "lspet_r_aug", "lspet_r_simcc", "lspet_r_best",
+                                        "lspet_r_optim_aug"])
 def test_screening_experiments_compose_and_fit_together(experiment: str, tmp_path: Path) -> None:
     # lspet_source=null: composes without the LSPET download (converted data expected in data.root).
     config = validate_train_config(_compose(f"experiment={experiment}", f"data.root={tmp_path}", "data.lspet_source=null"))
@@ -172,12 +173,12 @@ def test_screening_experiments_compose_and_fit_together(experiment: str, tmp_pat
     assert config.optimizer.lr == base.optimizer.lr and config.data.batch_size == base.data.batch_size
     # epochs calibrated to one budget: the base's 0.99 min per epoch, the others by their cost per sample
     assert config.trainer.max_epochs == {"lspet_r_base": 15, "lspet_r_optim": 15, "lspet_r_aug": 14, "lspet_r_simcc": 13,
-                                         "lspet_r_best": 12}[experiment]
-    modern = experiment in ("lspet_r_optim", "lspet_r_best")
+                                         "lspet_r_best": 12, "lspet_r_optim_aug": 14}[experiment]
+    modern = experiment in ("lspet_r_optim", "lspet_r_best", "lspet_r_optim_aug")
     assert (config.optimizer.name, config.scheduler.name, config.ema.enabled) == (
         ("adamw", "flat_cosine", True) if modern else ("adam", "cosine", False))
     strong = AugmentConfig.from_mapping(config.data.augment)
-    assert (strong.max_rotation is not None) == (experiment in ("lspet_r_aug", "lspet_r_best"))
+    assert (strong.max_rotation is not None) == (experiment in ("lspet_r_aug", "lspet_r_best", "lspet_r_optim_aug"))
     assert strong.prob_half_body == 0.0  # LSPET keeps the committed recipe's no half-body
     simcc = experiment in ("lspet_r_simcc", "lspet_r_best")
     assert (config.codec["name"], config.model["head"]) == (("simcc", "simcc") if simcc else ("dark", "v1"))
