@@ -3,7 +3,9 @@ but fail under ``CI=true`` so a broken CI checkout never passes silently."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,15 @@ def coco_mini(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def coco_tiny(shared_data: Path) -> Path:
     return _require(shared_data / "coco_tiny")
+
+
+@pytest.fixture()
+def coco_tiny_copy(tmp_path: Path, coco_tiny: Path) -> tuple[dict, Path, Path]:
+    """A writable copy of coco_tiny's val split: (annotations dict, annotation path to write, image dir)."""
+    img_dir = tmp_path / "images"
+    shutil.copytree(coco_tiny / "images" / "val2017", img_dir)
+    data = json.loads((coco_tiny / "annotations" / "person_keypoints_val2017_tiny.json").read_text())
+    return data, tmp_path / "ann.json", img_dir
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,15 +22,6 @@ COCO17 = load_keypoint_set("coco17")
 CODEC = create_codec("legacy", (256, 192))
 ANN_ID, IMAGE_ID = 442619, 785  # the first annotation of coco_tiny, on a 640x425 image
 DET_FILE = "person_detection_results/COCO_val2017_detections_AP_H_56_person_tiny.json"
-
-
-@pytest.fixture()
-def tiny(tmp_path: Path, coco_tiny: Path) -> tuple[dict, Path, Path]:
-    """(annotations dict, annotation path to write, image dir) of a writable coco_tiny copy."""
-    img_dir = tmp_path / "images"
-    shutil.copytree(coco_tiny / "images" / "val2017", img_dir)
-    data = json.loads((coco_tiny / "annotations" / "person_keypoints_val2017_tiny.json").read_text())
-    return data, tmp_path / "ann.json", img_dir
 
 
 def dataset(ann: Path, img_dir: Path, **kwargs) -> TopDownCocoDataset:
@@ -76,8 +66,8 @@ INVALID_BOXES = [
 
 
 @pytest.mark.parametrize(("case", "corrupt", "message"), CORRUPT_ANNOTATIONS, ids=[c[0] for c in CORRUPT_ANNOTATIONS])
-def test_corrupt_annotation_is_named_or_skipped_and_counted(tiny, case, corrupt, message) -> None:
-    data, ann, img_dir = tiny
+def test_corrupt_annotation_is_named_or_skipped_and_counted(coco_tiny_copy, case, corrupt, message) -> None:
+    data, ann, img_dir = coco_tiny_copy
     corrupt(data)
     ann.write_text(json.dumps(data))  # Python's json writes NaN/Infinity as the JSON extensions many tools emit
     with pytest.raises(ValueError, match=rf"ann.json: image {IMAGE_ID} annotation {ANN_ID}: {message} \(skip_corrupt=True"):
@@ -88,8 +78,8 @@ def test_corrupt_annotation_is_named_or_skipped_and_counted(tiny, case, corrupt,
 
 
 @pytest.mark.parametrize(("case", "bbox", "message"), INVALID_BOXES, ids=[c[0] for c in INVALID_BOXES])
-def test_invalid_box_is_named_or_dropped_and_counted(tiny, case, bbox, message) -> None:
-    data, ann, img_dir = tiny
+def test_invalid_box_is_named_or_dropped_and_counted(coco_tiny_copy, case, bbox, message) -> None:
+    data, ann, img_dir = coco_tiny_copy
     first(data)["bbox"] = bbox
     ann.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=rf"annotation {ANN_ID}: bbox: .*{message}.* \(drop_invalid_boxes=True"):
@@ -99,8 +89,8 @@ def test_invalid_box_is_named_or_dropped_and_counted(tiny, case, bbox, message) 
     assert ANN_ID not in tolerant.coco.anns and len(tolerant) == 12 - 1
 
 
-def test_several_problems_are_counted_by_kind_and_the_first_is_named(tiny) -> None:
-    data, ann, img_dir = tiny
+def test_several_problems_are_counted_by_kind_and_the_first_is_named(coco_tiny_copy) -> None:
+    data, ann, img_dir = coco_tiny_copy
     data["annotations"][0]["bbox"] = [-60.0, 50.0, 40.0, 80.0]
     data["annotations"][1]["keypoints"][2] = 7
     data["annotations"][2]["bbox"] = [10.0, 10.0, 0.0, 0.0]
@@ -131,16 +121,16 @@ def test_several_problems_are_counted_by_kind_and_the_first_is_named(tiny) -> No
          rf"image {IMAGE_ID}: width is '640' \(a str\), expected a number >= 1"),
     ],
 )
-def test_broken_file_structure_is_always_an_error(tiny, case, corrupt, message) -> None:
-    data, ann, img_dir = tiny
+def test_broken_file_structure_is_always_an_error(coco_tiny_copy, case, corrupt, message) -> None:
+    data, ann, img_dir = coco_tiny_copy
     corrupt(data)
     ann.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=rf"ann.json: {message}"):
         dataset(ann, img_dir, skip_corrupt=True, drop_invalid_boxes=True)
 
 
-def test_what_the_reference_keeps_is_kept(tiny) -> None:
-    data, ann, img_dir = tiny
+def test_what_the_reference_keeps_is_kept(coco_tiny_copy) -> None:
+    data, ann, img_dir = coco_tiny_copy
     data["images"].append(dict(data["images"][0]))  # a repeated identical entry, as some exports write
     crowd = copy.deepcopy(data["annotations"][3])  # num_keypoints 0 (all-zero keypoints)
     crowd.update(id=1, iscrowd=1)
@@ -151,8 +141,8 @@ def test_what_the_reference_keeps_is_kept(tiny) -> None:
     assert len(checked.coco.anns) == 15 and len(checked) == 12  # crowd and keypoint-less annotations stay in the GT
 
 
-def det_copy(tiny, coco_tiny: Path, corrupt: Callable[[list], None]) -> tuple[Path, Path, Path]:
-    data, ann, img_dir = tiny
+def det_copy(coco_tiny_copy, coco_tiny: Path, corrupt: Callable[[list], None]) -> tuple[Path, Path, Path]:
+    data, ann, img_dir = coco_tiny_copy
     ann.write_text(json.dumps(data))
     detections = json.loads((coco_tiny / DET_FILE).read_text())
     corrupt(detections)
@@ -176,8 +166,8 @@ def det_copy(tiny, coco_tiny: Path, corrupt: Callable[[list], None]) -> tuple[Pa
          r"bbox: box \[-90.0, 10.0, 50.0, 5.0\] lies wholly left of the"),
     ],
 )
-def test_bad_detection_entry_is_named_or_skipped_and_counted(tiny, coco_tiny, case, corrupt, kind, message) -> None:
-    ann, img_dir, det = det_copy(tiny, coco_tiny, corrupt)
+def test_bad_detection_entry_is_named_or_skipped_and_counted(coco_tiny_copy, coco_tiny, case, corrupt, kind, message) -> None:
+    ann, img_dir, det = det_copy(coco_tiny_copy, coco_tiny, corrupt)
     with pytest.raises(ValueError, match=rf"dets.json: entry 3: {message}"):
         dataset(ann, img_dir, boxes="det", det_file=det)
     option = {"drop_invalid_boxes": True} if kind == "invalid box" else {"skip_corrupt": True}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ COCO17 = load_keypoint_set("coco17")
 CODEC = create_codec("legacy", (256, 192))
 
 
-@pytest.fixture()
-def tiny_copy(tmp_path: Path, coco_tiny: Path) -> tuple[dict, Path, Path]:
-    """A writable copy of coco_tiny: (annotations dict, annotation path, image dir)."""
-    img_dir = tmp_path / "images"
-    shutil.copytree(coco_tiny / "images" / "val2017", img_dir)
-    data = json.loads((coco_tiny / "annotations" / "person_keypoints_val2017_tiny.json").read_text())
-    return data, tmp_path / "ann.json", img_dir
-
-
 def write(path: Path, content: object) -> Path:
     path.write_text(json.dumps(content))
     return path
@@ -37,8 +27,8 @@ def dataset(ann: Path, img_dir: Path, **kwargs) -> TopDownCocoDataset:
     return TopDownCocoDataset(ann, img_dir, COCO17, CODEC, train=False, **kwargs)
 
 
-def test_missing_image_file(tiny_copy) -> None:
-    data, ann, img_dir = tiny_copy
+def test_missing_image_file(coco_tiny_copy) -> None:
+    data, ann, img_dir = coco_tiny_copy
     (img_dir / "000000000785.jpg").unlink()
     write(ann, data)
     with pytest.raises(FileNotFoundError, match=r"1 image file\(s\) missing .*image 785: .*000000000785.jpg"):
@@ -50,8 +40,8 @@ def test_missing_image_file(tiny_copy) -> None:
     assert len(dataset(ann, img_dir, skip_corrupt=True)) == 12 - 1  # image 785 holds one instance
 
 
-def test_truncated_jpeg(tiny_copy, caplog) -> None:
-    data, ann, img_dir = tiny_copy
+def test_truncated_jpeg(coco_tiny_copy, caplog) -> None:
+    data, ann, img_dir = coco_tiny_copy
     path = img_dir / "000000000785.jpg"
     path.write_bytes(path.read_bytes()[:20000])
     with pytest.raises(ImageReadError, match="truncated JPEG"):
@@ -81,8 +71,8 @@ def test_not_an_image(tmp_path: Path) -> None:
         read_image(tmp_path / "absent.jpg")
 
 
-def test_wrong_keypoint_count(tiny_copy) -> None:
-    data, ann, img_dir = tiny_copy
+def test_wrong_keypoint_count(coco_tiny_copy) -> None:
+    data, ann, img_dir = coco_tiny_copy
     bad = copy.deepcopy(data)
     bad["annotations"][0]["keypoints"] = bad["annotations"][0]["keypoints"][:-3]
     write(ann, bad)
@@ -91,8 +81,8 @@ def test_wrong_keypoint_count(tiny_copy) -> None:
         dataset(ann, img_dir)
 
 
-def test_box_outside_image(tiny_copy) -> None:
-    data, ann, img_dir = tiny_copy
+def test_box_outside_image(coco_tiny_copy) -> None:
+    data, ann, img_dir = coco_tiny_copy
     bad = copy.deepcopy(data)
     target = bad["annotations"][0]
     target["bbox"] = [5000.0, 10.0, 50.0, 80.0]
@@ -102,16 +92,16 @@ def test_box_outside_image(tiny_copy) -> None:
     assert len(dataset(ann, img_dir, drop_invalid_boxes=True)) == 12 - 1
 
 
-def test_empty_split(tiny_copy) -> None:
-    data, ann, img_dir = tiny_copy
+def test_empty_split(coco_tiny_copy) -> None:
+    data, ann, img_dir = coco_tiny_copy
     empty = dict(data, annotations=[a for a in data["annotations"] if max(a["keypoints"]) == 0])
     write(ann, empty)
     with pytest.raises(ValueError, match=r"ann.json: no person instances to use \(empty split\)"):
         dataset(ann, img_dir)
 
 
-def test_annotation_file_not_coco(tiny_copy) -> None:
-    data, ann, img_dir = tiny_copy
+def test_annotation_file_not_coco(coco_tiny_copy) -> None:
+    data, ann, img_dir = coco_tiny_copy
     write(ann, [{"image_id": 785, "bbox": [0, 0, 1, 1], "score": 1.0, "category_id": 1}])
     with pytest.raises(ValueError, match=r"ann.json: not a COCO annotation file: .* got a JSON list"):
         dataset(ann, img_dir)
@@ -125,8 +115,8 @@ def test_annotation_file_not_coco(tiny_copy) -> None:
         dataset(ann.with_name("absent.json"), img_dir)
 
 
-def test_bad_detection_file(tiny_copy, tmp_path: Path) -> None:
-    data, ann, img_dir = tiny_copy
+def test_bad_detection_file(coco_tiny_copy, tmp_path: Path) -> None:
+    data, ann, img_dir = coco_tiny_copy
     write(ann, data)
     dets = write(tmp_path / "dets.json", {"image_id": 785})
     with pytest.raises(ValueError, match="dets.json: expected a JSON list"):
