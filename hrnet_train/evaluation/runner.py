@@ -196,8 +196,8 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
         "color_rgb": trained.color_rgb,
     }
     label = f"{trained.model_name} {trained.input_size} {codec.name}" + (" flip" if settings.flip_test else "")
+    annotation_ids = [dataset.records[i].annotation_id for i in instances.indices]  # one per prediction row
     if trained.task == "face":
-        annotation_ids = [dataset.records[i].annotation_id for i in instances.indices]
         return write_face_report(out_dir, dataset.coco, trained.keypoints, instances, annotation_ids,
                                  {**run_settings, "decode": codec.decode_mode}, label, extra={"throughput": timing})
     validation = PoseValidation(trained.codec, trained.keypoints, settings)
@@ -207,7 +207,7 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any] | None:
     run_settings["postprocess"] = asdict(validation.postprocess)
     pck_predictions = None
     if settings.boxes == "gt":  # one prediction per GT box: PCK reads it directly, before NMS
-        pck_predictions = gt_box_predictions(instances, [dataset.records[i].annotation_id for i in instances.indices])
+        pck_predictions = gt_box_predictions(instances, annotation_ids)
     return write_report(
         out_dir, coco, results, trained.keypoints, run_settings,
         ReportSettings(**{**asdict(report), "run_label": label}), img_dir, pck_predictions,
