@@ -26,6 +26,7 @@ from hrnet_train.evaluation.validation import pose_metrics, secondary_stats_line
 from hrnet_train.keypoints import load_keypoint_set
 from hrnet_train.paths import config_dir
 from hrnet_train.report import collect_runs, markdown_table
+from hrnet_train.slim_checkpoint import main as slim_main
 from hrnet_train.trained_model import read_checkpoint
 from hrnet_train.training.callbacks import DatasetEpochSeeder
 from hrnet_train.training.preflight import check_components
@@ -104,6 +105,19 @@ def test_simcc_with_modern_optimisation_trains_and_validates_the_ema_weights(tin
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         metrics = run_from_config(compose(config_name="eval", overrides=overrides))
     assert metrics["stats"]["AP"] == pytest.approx(stats["AP"], abs=1e-6)
+    # The slim file to ship keeps exactly those EMA weights as model.* and scores the same.
+    slim_path = slim_main([f"ckpt={report['best_checkpoint']}", f"output={tmp_path / 'slim.ckpt'}"])
+    slim, best = read_checkpoint(slim_path), read_checkpoint(report["best_checkpoint"])
+    assert set(slim) == {"state_dict", "hyper_parameters", "epoch", "global_step", "pytorch-lightning_version", "slimmed_from"}
+    assert slim["slimmed_from"]["weights"] == "ema" and slim["hyper_parameters"] == best["hyper_parameters"]
+    ema_weights = {key[len("ema.model."):]: value for key, value in best["state_dict"].items() if key.startswith("ema.model.")}
+    assert slim["state_dict"].keys() == {f"model.{key}" for key in ema_weights}
+    assert all(torch.equal(slim["state_dict"][f"model.{key}"], value) for key, value in ema_weights.items())
+    assert slim_path.stat().st_size < 0.5 * Path(report["best_checkpoint"]).stat().st_size
+    overrides[0] = f"ckpt={slim_path}"
+    overrides[-1] = f"output_dir={tmp_path / 'eval_slim'}"
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        assert run_from_config(compose(config_name="eval", overrides=overrides))["stats"]["AP"] == metrics["stats"]["AP"]
     total = max(sum(metrics["error_classes"].values()), 1)  # 0 when no prediction matched a person yet
     for name in ERROR_CLASSES:
         assert metrics["error_classes"][name] / total == pytest.approx(stats[f"err_{name}"], abs=1e-9)
