@@ -1,4 +1,4 @@
-"""``python -m hrnet_train.slim_checkpoint ckpt=<train.py checkpoint> output=<file.ckpt>``: the file to ship.
+"""``python -m hrnet_train.slim_checkpoint ckpt=<train.py checkpoint> output_dir=<folder> [name=...]``: the file to ship.
 
 A training checkpoint carries the optimiser's moments, the LR schedule, the loop state and, with EMA on,
 two copies of the network (an LSPET hrnet_w18_small_v1 run with EMA: 21.0 MB). Everything that only
@@ -30,11 +30,13 @@ COMMAND_LINE = CommandLine(
             "optimiser and loop state: the file to ship, evaluate, export or fine-tune from.",
     options=(
         Option("ckpt", "the train.py checkpoint to slim", required=True),
-        Option("output", "the slim checkpoint to write (atomically; never the input itself)", required=True),
+        Option("output_dir", "folder of the slim checkpoint <name>.ckpt (written atomically; never the input itself)",
+               required=True),
+        Option("name", "file name without suffix (default: the checkpoint's file stem)"),
         Option("ema", "use the EMA weights when the checkpoint has them", lambda v: parse_bool(v, "ema"), "true"),
     ),
     examples=("python -m hrnet_train.slim_checkpoint ckpt=outputs/lspet_cpu/<run>/checkpoints/best-epoch049.ckpt "
-              "output=models/lspet_cpu/lspet_cpu.ckpt",),
+              "output_dir=models/lspet_cpu name=lspet_cpu",),
 )
 
 
@@ -57,10 +59,11 @@ def slim_content(content: Mapping[str, Any], prefer_ema: bool = True, label: str
 
 def main(argv: Sequence[str] | None = None) -> Path:
     options = COMMAND_LINE.parse(sys.argv[1:] if argv is None else argv)
-    source, output = Path(options["ckpt"]).expanduser(), Path(options["output"]).expanduser()
+    source = Path(options["ckpt"]).expanduser()
+    output = Path(options["output_dir"]).expanduser() / f"{options['name'] or source.stem}.ckpt"
     try:
-        check_output_dir(output.parent, key="output")
-        refuse_overwriting_inputs([output], {"ckpt": source}, "choose another output")
+        check_output_dir(output.parent)
+        refuse_overwriting_inputs([output], {"ckpt": source}, "choose another output_dir or name")
     except ValueError as error:
         raise UsageError(str(error)) from None
     slim = slim_content(read_checkpoint(source), prefer_ema=options["ema"], label=str(source))

@@ -37,6 +37,7 @@ ENTRY_POINTS = {
     "evaluate.py": [str(REPO_ROOT / "evaluate.py")],
     "demo": ["-m", "hrnet_train.demo"],
     "export": ["-m", "hrnet_train.export"],
+    "slim_checkpoint": ["-m", "hrnet_train.slim_checkpoint"],
     "report": ["-m", "hrnet_train.report"],
     "complexity": ["-m", "hrnet_train.complexity"],
     "browse": ["-m", "hrnet_train.data.browse"],

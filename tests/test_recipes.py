@@ -106,7 +106,7 @@ def test_simcc_with_modern_optimisation_trains_and_validates_the_ema_weights(tin
         metrics = run_from_config(compose(config_name="eval", overrides=overrides))
     assert metrics["stats"]["AP"] == pytest.approx(stats["AP"], abs=1e-6)
     # The slim file to ship keeps exactly those EMA weights as model.* and scores the same.
-    slim_path = slim_main([f"ckpt={report['best_checkpoint']}", f"output={tmp_path / 'slim.ckpt'}"])
+    slim_path = slim_main([f"ckpt={report['best_checkpoint']}", f"output_dir={tmp_path}", "name=slim"])
     slim, best = read_checkpoint(slim_path), read_checkpoint(report["best_checkpoint"])
     assert set(slim) == {"state_dict", "hyper_parameters", "epoch", "global_step", "pytorch-lightning_version", "slimmed_from"}
     assert slim["slimmed_from"]["weights"] == "ema" and slim["hyper_parameters"] == best["hyper_parameters"]

@@ -32,7 +32,7 @@ def test_without_ema_the_trained_weights_are_kept_and_load_the_same(training_che
     slim = slim_content(read_checkpoint(training_checkpoint), prefer_ema=False, label=str(training_checkpoint))
     assert "optimizer_states" not in slim and slim["slimmed_from"] == {"weights": "model", "file": "run.ckpt"}
     assert all(key.startswith("model.") for key in slim["state_dict"])
-    output = main([f"ckpt={training_checkpoint}", f"output={tmp_path / 'out' / 'slim.ckpt'}", "ema=false"])
+    output = main([f"ckpt={training_checkpoint}", f"output_dir={tmp_path / 'out'}", "ema=false"])
     original, slimmed = load_trained_model(training_checkpoint, prefer_ema=False), load_trained_model(output)
     for a, b in zip(original.network.state_dict().values(), slimmed.network.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -45,17 +45,17 @@ def test_refusals_name_the_file_and_what_is_wrong(training_checkpoint: Path, tmp
         code = run_tool(COMMAND_LINE.prog, lambda: main(list(args)))
         return code, capsys.readouterr().err
 
-    code, err = run(f"ckpt={training_checkpoint}", f"output={training_checkpoint}")
-    assert code == 2 and "is the ckpt file itself" in err
+    code, err = run(f"ckpt={training_checkpoint}", f"output_dir={training_checkpoint.parent}")
+    assert code == 2 and f"output {training_checkpoint} is the ckpt file itself; choose another output_dir or name" in err
     code, err = run(f"ckpt={training_checkpoint}")
-    assert code == 2 and "output: required" in err
+    assert code == 2 and "output_dir: required" in err
     bare = tmp_path / "official.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, bare)
-    code, err = run(f"ckpt={bare}", f"output={tmp_path / 'a.ckpt'}")
+    code, err = run(f"ckpt={bare}", f"output_dir={tmp_path}", "name=a")
     assert code == 1 and f"{bare}: not a train.py checkpoint" in err and not (tmp_path / "a.ckpt").exists()
     content = read_checkpoint(training_checkpoint)
     content["state_dict"]["model.conv1.weight"][0, 0, 0, 0] = float("nan")
     torch.save(content, training_checkpoint)
-    code, err = run(f"ckpt={training_checkpoint}", f"output={tmp_path / 'b.ckpt'}")
+    code, err = run(f"ckpt={training_checkpoint}", f"output_dir={tmp_path}", "name=b")
     assert code == 1 and "non-finite weights, not slimmed: 1 of" in err and "conv1.weight" in err
     assert not (tmp_path / "b.ckpt").exists()
