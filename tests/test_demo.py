@@ -187,9 +187,9 @@ def test_lspet_smoothing_reduces_noise_with_little_lag(shared_data, lspet_checkp
           f"noise {raw_noise:.3f} -> {smooth_noise:.3f} px/frame^2, lag {lag:.2f} frames")
     # The joints are mapped right and the model sees the person. Whole-frame crops show this 218-px
     # person at about a third of the scale the committed model was trained on (tight LSPET person
-    # boxes, limb PCK@0.2 59 %), so it misses by 73 px = 34 % of the height here (the earlier 128x96
-    # model, trained on looser boxes, 44 px); with a person detector's box it is the model's real case.
-    assert raw_error < 0.4 * height
+    # boxes): the model of issue 14 (EMA weights) misses by 51 px = 0.235 x the height here, the one
+    # before it by 73 px (0.335), the first 128x96 model trained on looser boxes by 44 px.
+    assert raw_error < 0.25 * height
     assert smooth_noise < 0.8 * raw_noise
     assert lag < 1.5
     assert smooth_error < raw_error + 1.0

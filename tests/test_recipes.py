@@ -200,6 +200,25 @@ def test_screening_experiments_compose_and_fit_together(experiment: str, tmp_pat
         assert config.model["head_options"] == {"input_size": "192x160", "split_ratio": 2.0}
 
 
+def test_full_runs_are_the_reference_recipe_plus_the_best_rows_and_lspet_cpu_is_the_winner(tmp_path: Path) -> None:
+    def composed(experiment: str) -> dict:
+        config = _compose(f"experiment={experiment}", f"data.root={tmp_path}", "data.lspet_source=null")
+        validate_train_config(config)
+        return {key: value for key, value in config.items() if key not in ("experiment_name", "output_dir")}
+
+    reference, optim, optim_aug = (composed(name) for name in ("lspet_hrnet_recipe", "lspet_r_optim_full", "lspet_r_optim_aug_full"))
+    assert composed("lspet_cpu") == optim  # the shipped recipe is the winning full run, nothing else
+    assert (reference["optimizer"]["name"], reference["scheduler"]["name"], reference["ema"]["enabled"]) == ("adam", "cosine", False)
+    assert (optim["optimizer"]["name"], optim["scheduler"]["name"], optim["ema"]["enabled"]) == ("adamw", "flat_cosine", True)
+    assert {key: value for key, value in optim.items() if key not in ("optimizer", "scheduler", "ema")} == {
+        key: value for key, value in reference.items() if key not in ("optimizer", "scheduler", "ema")}
+    assert (reference["trainer"]["max_epochs"], optim["trainer"]["max_epochs"], optim_aug["trainer"]["max_epochs"]) == (50, 50, 47)
+    augment = AugmentConfig.from_mapping(optim_aug["data"]["augment"])
+    assert (augment.max_rotation, augment.stage2_epochs, augment.prob_box_jitter) == (80.0, 4, 0.3)
+    # the screen's base is the reference recipe cut to 15 epochs
+    assert {**composed("lspet_r_base"), "trainer": reference["trainer"]} == reference
+
+
 def test_strong_recipe_keeps_coco_half_body(tmp_path: Path) -> None:
     config = validate_train_config(_compose("data=coco", f"data.root={tmp_path}", "+recipe=strong_aug"))
     augment = AugmentConfig.from_mapping(config.data.augment)
