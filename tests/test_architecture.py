@@ -14,7 +14,7 @@ FLOORS = {
     **dict.fromkeys(("codecs", "models", "config_schema"), 1),
     **dict.fromkeys(("data", "decoding"), 2),
     **dict.fromkeys(("trained_model", "evaluation", "inference", "export"), 3),
-    **dict.fromkeys(("training", "baselines", "complexity", "report", "demo", "cli", "override_check"), 4),
+    **dict.fromkeys(("training", "baselines", "complexity", "report", "demo", "cli", "override_check", "slim_checkpoint"), 4),
 }
 NEVER = {("evaluation", "inference"), ("inference", "evaluation")}
 
