@@ -19,7 +19,13 @@ from typing import Any
 from hrnet_train.cli_args import CommandLine, Option, UsageError, parse_bool, run_tool
 from hrnet_train.models.loading import CheckpointError
 from hrnet_train.output_guard import check_output_dir, refuse_overwriting_inputs
-from hrnet_train.trained_model import EMA_PREFIX, MODEL_PREFIX, is_training_checkpoint, network_state_dict, read_checkpoint
+from hrnet_train.trained_model import (
+    MODEL_PREFIX,
+    is_training_checkpoint,
+    network_state_dict,
+    read_checkpoint,
+    uses_ema_weights,
+)
 from hrnet_train.training.checkpointing import atomic_torch_save
 from hrnet_train.training.divergence import describe_tensors, non_finite_tensors
 
@@ -50,10 +56,9 @@ def slim_content(content: Mapping[str, Any], prefer_ema: bool = True, label: str
     bad = non_finite_tensors(weights)
     if bad:
         raise ValueError(f"{label}: non-finite weights, not slimmed: {describe_tensors(bad, len(weights))}")
-    used_ema = prefer_ema and any(key.startswith(EMA_PREFIX) for key in content["state_dict"])
     slim = {field: content[field] for field in KEPT_FIELDS if field in content}
     slim["state_dict"] = {MODEL_PREFIX + key: value.clone() for key, value in weights.items()}
-    slim["slimmed_from"] = {"weights": "ema" if used_ema else "model", "file": Path(label).name}
+    slim["slimmed_from"] = {"weights": "ema" if uses_ema_weights(content, prefer_ema) else "model", "file": Path(label).name}
     return slim
 
 

@@ -115,12 +115,16 @@ def is_training_checkpoint(content: Mapping[str, Any]) -> bool:
     return isinstance(hparams, Mapping) and "model" in hparams and isinstance(content.get("state_dict"), Mapping)
 
 
+def uses_ema_weights(content: Mapping[str, Any], prefer_ema: bool = True) -> bool:
+    """Whether ``network_state_dict`` picks the EMA copy: asked for and present in the state dict."""
+    return prefer_ema and any(key.startswith(EMA_PREFIX) for key in content["state_dict"])
+
+
 def network_state_dict(content: Mapping[str, Any], prefer_ema: bool = True, label: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The bare network's weights from a training checkpoint: the EMA copy when it has one (and
     ``prefer_ema``), else the trained weights (``model.*`` keys without the prefix)."""
     state = content["state_dict"]
-    use_ema = prefer_ema and any(k.startswith(EMA_PREFIX) for k in state)
-    prefix = EMA_PREFIX if use_ema else MODEL_PREFIX
+    prefix = EMA_PREFIX if uses_ema_weights(content, prefer_ema) else MODEL_PREFIX
     weights = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
     if not weights:
         raise CheckpointError(f"{label}: state_dict has no '{prefix}*' keys (found e.g. {list(state)[:3]})")
